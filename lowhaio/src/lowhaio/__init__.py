@@ -1,0 +1,69 @@
+"""lowhaio: a lightweight, streaming-first asyncio HTTP/1.1 client.
+
+request, close = Pool()
+code, headers, body = await request(b"GET", "https://example.com/")
+async for chunk in body:
+    ...
+await close()
+"""
+
+from ._body import buffered, streamed
+from ._exceptions import (
+    HttpConnectionClosedError,
+    HttpConnectionError,
+    HttpConnectTimeoutError,
+    HttpDataError,
+    HttpDataTimeoutError,
+    HttpDnsError,
+    HttpError,
+    HttpHeaderTooLong,
+    HttpInvalidRequestError,
+    HttpPoolClosedError,
+    HttpPoolTimeoutError,
+    HttpProtocolError,
+    HttpTimeoutError,
+    HttpTlsError,
+    HttpTooManyHeaders,
+)
+from ._http11 import Headers
+from ._pool import (
+    BodyFactory,
+    Close,
+    Pool,
+    Request,
+    Response,
+    ResponseBody,
+    default_ssl_context,
+    empty_body,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BodyFactory",
+    "Close",
+    "Headers",
+    "HttpConnectTimeoutError",
+    "HttpConnectionClosedError",
+    "HttpConnectionError",
+    "HttpDataError",
+    "HttpDataTimeoutError",
+    "HttpDnsError",
+    "HttpError",
+    "HttpHeaderTooLong",
+    "HttpInvalidRequestError",
+    "HttpPoolClosedError",
+    "HttpPoolTimeoutError",
+    "HttpProtocolError",
+    "HttpTimeoutError",
+    "HttpTlsError",
+    "HttpTooManyHeaders",
+    "Pool",
+    "Request",
+    "Response",
+    "ResponseBody",
+    "buffered",
+    "default_ssl_context",
+    "empty_body",
+    "streamed",
+]

@@ -1,0 +1,183 @@
+"""One connection: a `BufferedProtocol` whose buffer the HTTP parsers read in place.
+
+Strategy: the event loop `recv_into`s a preallocated buffer; the request's own task parses from
+it and waits on a future only when it needs more bytes, so no task is created and a response
+that arrives in one read costs one wake-up. Reading pauses while the buffer is full and resumes
+when the task asks for more, so memory stays bounded however fast the server is. Writes wait
+for the transport to drain before the body factory is asked for its next chunk, so a chunk the
+caller reuses after yielding it is never sent half-overwritten.
+
+Waits raise `HttpDataTimeoutError` after `timeout` seconds without progress, from a timer that
+fails the future: the task is never cancelled, so its cancellation count is never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ._exceptions import HttpDataTimeoutError
+
+if TYPE_CHECKING:
+    from ._http11 import Origin
+
+
+def _timed_out(waiter: asyncio.Future[None], what: str, timeout: float) -> None:
+    if not waiter.done():
+        waiter.set_exception(HttpDataTimeoutError(f"no progress {what} for {timeout} s"))
+
+
+class Connection(asyncio.BufferedProtocol):
+    """A connection's transport, read buffer and wake-ups, plus what the pool keeps about it."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, origin: Origin, buffer_bytes: int) -> None:
+        self.loop = loop
+        self.origin = origin
+        self.transport: asyncio.Transport
+        # Unconsumed bytes are buf[start:end]; the loop writes into buf[end:].
+        self.buf = bytearray(buffer_bytes)
+        self.view = memoryview(self.buf)
+        self.start = 0
+        self.end = 0
+        self.eof = False  # the server closed its side, or the connection is lost
+        self.lost = False
+        self.lost_error: Exception | None = None  # why, when it was not a clean close
+        self._read_waiter: asyncio.Future[None] | None = None
+        self._write_waiter: asyncio.Future[None] | None = None
+        self._lost_waiter: asyncio.Future[None] | None = None
+        self._reading_paused = False
+        self._writing_paused = False
+        # Kept by the pool: when an idle connection expires, and how many requests it carried.
+        self.expires_at = 0.0
+        self.requests = 0
+        # Set by the pool while the connection is idle: called if the server sends or closes.
+        self.on_idle_event: Callable[[Connection], None] | None = None
+
+    # Protocol callbacks ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        # Pause as soon as anything is buffered, so that writes wait for the kernel to take
+        # each chunk (see the module's docstring).
+        transport.set_write_buffer_limits(high=0)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self.end == len(self.buf):
+            if self.start:
+                # Move the unconsumed bytes to the front. Same-size slice assignment never
+                # resizes, so it is allowed while the loop holds a view of the buffer.
+                size = self.end - self.start
+                self.buf[:size] = self.buf[self.start : self.end]
+                self.start, self.end = 0, size
+            else:
+                # Full of unconsumed bytes: a transport delivered more after pause_reading().
+                # Grow rather than drop data; bounded by the read that was already in flight.
+                self.buf = self.buf + bytes(len(self.buf))
+                self.view = memoryview(self.buf)
+        return self.view[self.end :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.end += nbytes
+        if self.end == len(self.buf) and not self.start:
+            self.transport.pause_reading()
+            self._reading_paused = True
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake_reader()
+        return False  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = self.lost = True
+        self.lost_error = exc
+        for waiter in (self._write_waiter, self._lost_waiter):
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        self._wake_reader()
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        waiter = self._write_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake_reader(self) -> None:
+        waiter = self._read_waiter
+        if waiter is not None:
+            self._read_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+        elif self.on_idle_event is not None:
+            # Bytes or EOF from a server while no request is using the connection: it can no
+            # longer be trusted to frame the next response.
+            self.on_idle_event(self)
+
+    # Used by the request's task -------------------------------------------------------------
+
+    async def read_more(self, timeout: float) -> None:
+        """Wait until more bytes arrive or the server closes; `eof` tells which."""
+        if self._reading_paused:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        waiter = self._read_waiter = self.loop.create_future()
+        timer = self.loop.call_later(timeout, _timed_out, waiter, "reading", timeout)
+        try:
+            await waiter
+        finally:
+            self._read_waiter = None
+            timer.cancel()
+
+    def take(self, size: int) -> bytes:
+        """Consume and return up to `size` buffered bytes."""
+        start = self.start
+        end = min(self.end, start + size)
+        data = bytes(self.view[start:end])
+        if end == self.end:
+            self.start = self.end = 0
+        else:
+            self.start = end
+        return data
+
+    def consume(self, end: int) -> None:
+        """Mark `buf[:end]` as consumed."""
+        if end == self.end:
+            self.start = self.end = 0
+        else:
+            self.start = end
+
+    def _check_open(self) -> None:
+        if self.lost:
+            raise ConnectionResetError("connection lost while sending") from self.lost_error
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._check_open()
+        self.transport.write(data)
+
+    async def drain(self, timeout: float) -> None:
+        """Wait until the transport has handed everything written to the kernel."""
+        if not self._writing_paused:
+            return
+        self._check_open()
+        waiter = self._write_waiter = self.loop.create_future()
+        timer = self.loop.call_later(timeout, _timed_out, waiter, "writing", timeout)
+        try:
+            await waiter
+        finally:
+            self._write_waiter = None
+            timer.cancel()
+        self._check_open()
+
+    def close(self) -> None:
+        """Close at once: a connection is closed only when it cannot be reused."""
+        self.transport.abort()
+
+    async def wait_closed(self) -> None:
+        if not self.lost:
+            self._lost_waiter = self.loop.create_future()
+            await self._lost_waiter

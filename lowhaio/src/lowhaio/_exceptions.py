@@ -1,0 +1,90 @@
+"""The exceptions lowhaio raises, arranged so that each answers "can I retry?".
+
+- `HttpInvalidRequestError`: the request itself is wrong; retrying cannot help.
+- `HttpConnectionError`: no byte of the request was sent; retrying is always safe.
+- `HttpDataError`: bytes of the request were sent; retry only idempotent requests.
+
+Timeouts are in the branch that says what was sent, and also subclass `HttpTimeoutError`.
+Where a lower-level exception caused the error, it is in `__cause__`. `CancelledError` and
+other `BaseException`s are never translated.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "HttpConnectTimeoutError",
+    "HttpConnectionClosedError",
+    "HttpConnectionError",
+    "HttpDataError",
+    "HttpDataTimeoutError",
+    "HttpDnsError",
+    "HttpError",
+    "HttpHeaderTooLong",
+    "HttpInvalidRequestError",
+    "HttpPoolClosedError",
+    "HttpPoolTimeoutError",
+    "HttpProtocolError",
+    "HttpTimeoutError",
+    "HttpTlsError",
+    "HttpTooManyHeaders",
+]
+
+
+class HttpError(Exception):
+    """Base class of every error that lowhaio raises."""
+
+
+class HttpInvalidRequestError(HttpError, ValueError):
+    """The request is invalid (URL, method, header or body framing): fix it, do not retry."""
+
+
+class HttpPoolClosedError(HttpError, RuntimeError):
+    """The pool was closed: it makes no more requests."""
+
+
+class HttpTimeoutError(HttpError):
+    """A timeout expired; the other base class says whether request bytes were sent."""
+
+
+class HttpConnectionError(HttpError):
+    """No byte of the request was sent: always safe to retry."""
+
+
+class HttpDnsError(HttpConnectionError):
+    """The host name could not be resolved."""
+
+
+class HttpTlsError(HttpConnectionError):
+    """The TLS handshake failed: certificate, protocol version or ALPN."""
+
+
+class HttpConnectTimeoutError(HttpConnectionError, HttpTimeoutError):
+    """Opening the connection (TCP and TLS) took longer than `connect_timeout`."""
+
+
+class HttpPoolTimeoutError(HttpConnectionError, HttpTimeoutError):
+    """No connection became free within `pool_timeout`."""
+
+
+class HttpDataError(HttpError):
+    """Bytes of the request were sent: retry only if the request is idempotent."""
+
+
+class HttpDataTimeoutError(HttpDataError, HttpTimeoutError):
+    """Sending or receiving made no progress for `write_timeout` or `read_timeout`."""
+
+
+class HttpConnectionClosedError(HttpDataError):
+    """The connection closed before the response was complete."""
+
+
+class HttpProtocolError(HttpDataError):
+    """The response broke HTTP/1.1 syntax or framing (RFC 9112)."""
+
+
+class HttpHeaderTooLong(HttpProtocolError):
+    """The response head, or a chunk-size or trailer line, exceeded its size limit."""
+
+
+class HttpTooManyHeaders(HttpProtocolError):
+    """The response head, or its trailers, had more fields than the limit."""

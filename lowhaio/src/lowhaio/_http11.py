@@ -1,0 +1,399 @@
+"""HTTP/1.1 as plain functions over bytes: no sockets, no event loop.
+
+Strategy (after h11's `_readers.py`): the connection owns one buffer and feeds it here. Each
+reader answers either with a result or with "need more data", and never looks again at bytes
+it has already judged, so work stays linear however the bytes are split. Everything a server
+sends is checked strictly against RFC 9112; the few tolerances are named where they are made.
+
+The request side validates what the caller gives before a byte is sent: a URL, a method or a
+header that could smuggle a second request (CR, LF, NUL) is refused with
+`HttpInvalidRequestError`.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+from collections.abc import Iterable
+from typing import NamedTuple
+from urllib.parse import quote, urlsplit
+
+from ._exceptions import (
+    HttpHeaderTooLong,
+    HttpInvalidRequestError,
+    HttpProtocolError,
+    HttpTooManyHeaders,
+)
+
+Headers = tuple[tuple[bytes, bytes], ...]
+
+# RFC 9110 5.6.2: a token, the syntax of methods and field names.
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_QUOTED = rb'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+_token = re.compile(_TOKEN)
+# RFC 9110 5.5: field values are VCHAR, obs-text, SP and HTAB; anything else (CR, LF, NUL and
+# the other controls) is refused in both directions.
+_bad_value_byte = re.compile(rb"[^\t\x20-\x7e\x80-\xff]")
+_digits = re.compile(rb"[0-9]{1,18}")
+
+# RFC 9112 4: status-line = HTTP-version SP status-code SP [ reason-phrase ]. Tolerated, as
+# h11 and curl do: a missing SP when there is no reason phrase. Codes are 100-599 (RFC 9110 15).
+_status_line = re.compile(rb"HTTP/1\.([01]) ([1-5][0-9][0-9])(?: [\t\x20-\x7e\x80-\xff]*)?")
+# RFC 9112 5: field-line = field-name ":" OWS field-value OWS, with no whitespace before ":".
+_field_line = re.compile(rb"(" + _TOKEN + rb"):[ \t]*([\t\x20-\x7e\x80-\xff]*?)[ \t]*")
+# RFC 9112 7.1: chunk-size [ chunk-ext ] CRLF, chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS
+# value ] ). 16 hex digits is a size of up to 16 EiB: more is refused, not wrapped.
+_chunk_line = re.compile(
+    rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[ \t]*"
+    + _TOKEN
+    + rb"(?:[ \t]*=[ \t]*(?:"
+    + _TOKEN
+    + rb"|"
+    + _QUOTED
+    + rb"))?)*"
+)
+_keep_alive_timeout = re.compile(rb"(?:^|[ \t,])timeout[ \t]*=[ \t]*([0-9]{1,9})(?:$|[ \t,])")
+
+# RFC 3986 2.2 and 3.3-3.4: what may stand unencoded in a path and a query. '%' is kept so that
+# a caller's percent-encoding is not encoded twice.
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_QUERY_SAFE = _PATH_SAFE + "?"
+_PARAM_SAFE = "-._~"  # parameters: everything but RFC 3986 unreserved is encoded
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_url_control = re.compile(r"[\x00-\x1f\x7f]")
+_stray_percent = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_host_name = re.compile(r"[a-z0-9_\-.]+")
+
+
+def _truncated(data: bytes, limit: int = 80) -> str:
+    """A printable, bounded excerpt of what a server sent, for error messages."""
+    return repr(data[:limit]) + ("..." if len(data) > limit else "")
+
+
+# Requests ------------------------------------------------------------------------------------
+
+
+class Origin(NamedTuple):
+    """Where a request goes: the pool's key for reusing connections."""
+
+    scheme: str
+    host: str  # ASCII: IDNA-encoded name, or IP literal without brackets
+    port: int
+
+
+class Target(NamedTuple):
+    """A parsed URL: where to connect and what to put in the request line and `host`."""
+
+    origin: Origin
+    host_header: bytes
+    path_query: bytes  # origin-form request target, without the caller's `params`
+    has_query: bool
+
+
+@functools.lru_cache(maxsize=512)
+def parse_url(url: str) -> Target:
+    """Parse and validate an absolute http or https URL; the fragment and userinfo are dropped."""
+    if not isinstance(url, str):
+        raise HttpInvalidRequestError(f"url must be a str, not {type(url).__name__}")
+    if _url_control.search(url):
+        raise HttpInvalidRequestError(f"url contains a control character: {url[:200]!r}")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise HttpInvalidRequestError(f"url is invalid: {exc}") from exc
+    scheme = parts.scheme
+    if scheme not in _DEFAULT_PORTS:
+        raise HttpInvalidRequestError(f"url scheme must be http or https: {url[:200]!r}")
+    host = parts.hostname
+    if not host:
+        raise HttpInvalidRequestError(f"url has no host: {url[:200]!r}")
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError as exc:
+            raise HttpInvalidRequestError(f"url host is not an IPv6 address: {host!r}") from exc
+        authority = f"[{host}]"
+    else:
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise HttpInvalidRequestError(f"url host is not a valid name: {host!r}") from exc
+        if not _host_name.fullmatch(host):
+            raise HttpInvalidRequestError(f"url host is not a valid name: {host!r}")
+        authority = host
+    default_port = _DEFAULT_PORTS[scheme]
+    if port == 0:
+        raise HttpInvalidRequestError("url port must be 1-65535")
+    if port is None or port == default_port:
+        port = default_port
+    else:
+        authority = f"{authority}:{port}"
+    path = quote(_stray_percent.sub("%25", parts.path), safe=_PATH_SAFE) or "/"
+    query = quote(_stray_percent.sub("%25", parts.query), safe=_QUERY_SAFE)
+    path_query = f"{path}?{query}" if query else path
+    return Target(
+        Origin(scheme, host, port),
+        authority.encode("ascii"),
+        path_query.encode("ascii"),
+        bool(query),
+    )
+
+
+def request_target(target: Target, params: Iterable[tuple[str | bytes, str | bytes]]) -> bytes:
+    """The request target: the URL's path and query, then `params` encoded after them."""
+    if not params:
+        return target.path_query
+    try:
+        encoded = "&".join(
+            quote(name, safe=_PARAM_SAFE) + "=" + quote(value, safe=_PARAM_SAFE)
+            for name, value in params
+        )
+    except (TypeError, ValueError) as exc:
+        raise HttpInvalidRequestError("params must be (name, value) pairs of str or bytes") from exc
+    return target.path_query + (b"&" if target.has_query else b"?") + encoded.encode("ascii")
+
+
+class RequestFraming(NamedTuple):
+    """How the request declares its body (RFC 9112 6.2-6.3)."""
+
+    length: int | None  # content-length, or None when the request declares no length
+    chunked: bool  # transfer-encoding: the body factory yields already-encoded chunks
+    close: bool  # the caller sent `connection: close`
+
+
+def request_head(
+    method: bytes, target: bytes, host: bytes, headers: Iterable[tuple[bytes, bytes]]
+) -> tuple[bytes, RequestFraming]:
+    """Serialise and validate a request head. `host` is added unless the caller gives one."""
+    if type(method) is not bytes or not _token.fullmatch(method):
+        raise HttpInvalidRequestError(f"method must be a token as bytes: {method!r}")
+    lines = [method, b" ", target, b" HTTP/1.1\r\n"]
+    length = None
+    chunked = close = has_host = False
+    for field in headers:
+        try:
+            name, value = field
+            valid = _token.fullmatch(name) is not None and not _bad_value_byte.search(value)
+        except (TypeError, ValueError) as exc:
+            raise HttpInvalidRequestError(
+                f"headers must be (name, value) pairs of bytes: {field!r}"
+            ) from exc
+        if not valid or type(name) is not bytes or type(value) is not bytes:
+            raise HttpInvalidRequestError(
+                f"header is not a valid (token, value) pair of bytes: {name!r}: {value!r}"
+            )
+        lname = name.lower()
+        if lname == b"host":
+            if has_host:
+                raise HttpInvalidRequestError("more than one host header")  # RFC 9112 3.2
+            has_host = True
+        elif lname == b"content-length":
+            if length is not None or not _digits.fullmatch(value):
+                raise HttpInvalidRequestError(f"content-length is invalid: {value!r}")
+            length = int(value)
+        elif lname == b"transfer-encoding":
+            if _list_tokens(value)[-1:] != [b"chunked"]:
+                raise HttpInvalidRequestError(f"transfer-encoding must end with chunked: {value!r}")
+            chunked = True
+        elif lname == b"connection":
+            close = close or b"close" in _list_tokens(value)
+        lines += (name, b": ", value, b"\r\n")
+    if length is not None and chunked:
+        raise HttpInvalidRequestError("content-length and transfer-encoding are both given")
+    if not has_host:
+        lines[4:4] = (b"host: ", host, b"\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines), RequestFraming(length, chunked, close)
+
+
+# Responses -----------------------------------------------------------------------------------
+
+
+def find_head_end(buf: bytearray, start: int, end: int, searched: int, max_bytes: int) -> int:
+    """Where the head that starts at `buf[start]` ends (just past CRLF CRLF), or -1 for "need
+    more". `searched` is how many bytes after `start` were already searched without success."""
+    at = buf.find(b"\r\n\r\n", start + max(searched - 3, 0), end)
+    if at < 0:
+        if end - start > max_bytes:
+            raise HttpHeaderTooLong(f"response head is longer than {max_bytes} bytes")
+        if buf.find(b"\n\n", start, end) >= 0 or buf.find(b"\n\r\n", start, end) >= 0:
+            # RFC 9112 2.2: bare LF line endings are refused rather than waited on forever.
+            raise HttpProtocolError("response head has a bare LF line ending")
+        return -1
+    if at + 4 - start > max_bytes:
+        raise HttpHeaderTooLong(f"response head is longer than {max_bytes} bytes")
+    return at + 4
+
+
+class ResponseHead(NamedTuple):
+    version_minor: int  # 1 for HTTP/1.1, 0 for HTTP/1.0
+    status: int
+    code: bytes
+    headers: Headers
+
+
+def parse_head(head: bytes, max_headers: int) -> ResponseHead:
+    """Parse a complete response head, given without its final CRLF CRLF."""
+    lines = head.split(b"\r\n")
+    status_line = _status_line.fullmatch(lines[0])
+    if status_line is None:
+        raise HttpProtocolError(f"response status line is invalid: {_truncated(lines[0])}")
+    if len(lines) - 1 > max_headers:
+        raise HttpTooManyHeaders(f"response has more than {max_headers} header lines")
+    code = status_line[2]
+    return ResponseHead(
+        int(status_line[1]), int(code), code, tuple(_parse_fields(lines[1:], allow_fold=True))
+    )
+
+
+def _parse_fields(lines: list[bytes], allow_fold: bool) -> list[tuple[bytes, bytes]]:
+    fields: list[tuple[bytes, bytes]] = []
+    for line in lines:
+        if line[:1] in (b" ", b"\t") and allow_fold and fields:
+            # RFC 9112 5.2: a user agent replaces obs-fold with SP.
+            value = line.strip(b" \t")
+            if _bad_value_byte.search(value):
+                raise HttpProtocolError(f"response header is invalid: {_truncated(line)}")
+            name, previous = fields[-1]
+            fields[-1] = (name, previous + b" " + value if previous else value)
+            continue
+        field = _field_line.fullmatch(line)
+        if field is None:
+            raise HttpProtocolError(f"response header is invalid: {_truncated(line)}")
+        fields.append((field[1].lower(), field[2]))
+    return fields
+
+
+def _list_tokens(value: bytes) -> list[bytes]:
+    """The elements of a comma-separated list field, lowercased, empty elements skipped."""
+    return [
+        token
+        for token in value.lower().replace(b"\t", b" ").replace(b" ", b"").split(b",")
+        if token
+    ]
+
+
+class ResponseFraming(NamedTuple):
+    """How the response body is delimited (RFC 9112 6.3) and whether the connection persists."""
+
+    length: int | None  # content-length (0: no body); None: chunked or until close
+    chunked: bool
+    keep_alive: bool
+    keep_alive_timeout: float | None  # the server's `Keep-Alive: timeout=`, if any
+
+
+def response_framing(head: ResponseHead, request_method: bytes) -> ResponseFraming:
+    """Decide the framing of a final (non-1xx) response to a request with `request_method`."""
+    length = None
+    codings: list[bytes] = []
+    connection: list[bytes] = []
+    timeout = None
+    for name, value in head.headers:
+        if name == b"content-length":
+            # RFC 9110 8.6: a list of identical values is one value; differing values are fatal.
+            for part in value.split(b","):
+                part = part.strip(b" \t")
+                if not _digits.fullmatch(part):
+                    raise HttpProtocolError(f"content-length is invalid: {_truncated(value)}")
+                if length is not None and int(part) != length:
+                    raise HttpProtocolError(f"content-length values differ: {_truncated(value)}")
+                length = int(part)
+        elif name == b"transfer-encoding":
+            codings += _list_tokens(value)
+        elif name == b"connection":
+            connection += _list_tokens(value)
+        elif name == b"keep-alive":
+            found = _keep_alive_timeout.search(value.lower())
+            if found:
+                timeout = float(found[1])
+    keep_alive = b"close" not in connection and (
+        head.version_minor == 1 or b"keep-alive" in connection
+    )
+    if codings:
+        # RFC 9112 6.1 and 6.3: transfer-encoding in HTTP/1.0, or beside content-length, is
+        # faulty framing (the shape of request smuggling); only chunked is decoded here.
+        if head.version_minor == 0:
+            raise HttpProtocolError("transfer-encoding in an HTTP/1.0 response")
+        if length is not None:
+            raise HttpProtocolError("response has both transfer-encoding and content-length")
+        if codings != [b"chunked"]:
+            raise HttpProtocolError(f"transfer-encoding is not supported: {codings!r}")
+    if request_method == b"HEAD" or head.status in (204, 304):
+        return ResponseFraming(0, False, keep_alive, timeout)
+    if codings:
+        return ResponseFraming(None, True, keep_alive, timeout)
+    if length is not None:
+        return ResponseFraming(length, False, keep_alive, timeout)
+    # RFC 9112 6.3 rule 8: the body runs until the server closes the connection.
+    return ResponseFraming(None, False, False, timeout)
+
+
+_SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
+
+
+class ChunkedDecoder:
+    """Decodes a chunked body (RFC 9112 7.1) from a buffer owned by the caller.
+
+    `read(buf, start, end)` consumes from `buf[start:end]` and returns `(a, b)`: the payload is
+    `buf[a:b]` and everything before `b` is consumed. `a == b` means no payload is ready: the
+    body is complete if `done`, else more bytes are needed. Trailers end up in `trailers`.
+    """
+
+    __slots__ = ("_max_fields", "_max_line", "_remaining", "_state", "_trailer_lines", "trailers")
+
+    def __init__(self, max_line: int, max_fields: int) -> None:
+        self._state = _SIZE
+        self._remaining = 0
+        self._max_line = max_line
+        self._max_fields = max_fields
+        self._trailer_lines: list[bytes] = []
+        self.trailers: Headers = ()
+
+    @property
+    def done(self) -> bool:
+        return self._state == _DONE
+
+    def read(self, buf: bytearray, start: int, end: int) -> tuple[int, int]:
+        while True:
+            state = self._state
+            if state == _DATA:
+                size = min(self._remaining, end - start)
+                self._remaining -= size
+                if not self._remaining:
+                    self._state = _DATA_END
+                return start, start + size
+            if state == _DONE:
+                return start, start
+            if state == _DATA_END:
+                if end - start < 2:
+                    return start, start
+                if buf[start : start + 2] != b"\r\n":
+                    raise HttpProtocolError("chunk data is not followed by CRLF")
+                start += 2
+                self._state = _SIZE
+                continue
+            at = buf.find(b"\r\n", start, end)
+            if at - start > self._max_line or (at < 0 and end - start > self._max_line + 1):
+                what = "chunk-size" if state == _SIZE else "trailer"
+                raise HttpHeaderTooLong(f"{what} line is longer than {self._max_line} bytes")
+            if at < 0:
+                if buf.find(b"\n", start, end) >= 0:
+                    raise HttpProtocolError("chunked body has a bare LF line ending")
+                return start, start
+            line = bytes(buf[start:at])
+            start = at + 2
+            if state == _SIZE:
+                size_line = _chunk_line.fullmatch(line)
+                if size_line is None:
+                    raise HttpProtocolError(f"chunk-size line is invalid: {_truncated(line)}")
+                self._remaining = int(size_line[1], 16)
+                self._state = _DATA if self._remaining else _TRAILER
+            elif line:
+                if len(self._trailer_lines) >= self._max_fields:
+                    raise HttpTooManyHeaders(f"more than {self._max_fields} trailer lines")
+                self._trailer_lines.append(line)
+            else:
+                self.trailers = tuple(_parse_fields(self._trailer_lines, allow_fold=False))
+                self._state = _DONE

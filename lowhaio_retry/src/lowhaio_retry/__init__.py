@@ -1,0 +1,7 @@
+"""Retry lowhaio requests safely, with backoff.
+
+A skeleton for now: the wrapper arrives in a later issue.
+"""
+
+__all__: list[str] = []
+__version__ = "0.1.0"

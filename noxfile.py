@@ -1,0 +1,60 @@
+"""Sessions: `tests` (each package alone with the local core), `compose`, `lint`; `bench` on demand.
+
+Run everything CI runs with `python3 -m nox`.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "compose", "lint"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+PACKAGES = ["lowhaio", "lowhaio_redirect", "lowhaio_retry", "lowhaio_chunked", "lowhaio_aws_sigv4"]
+TEST_TOOLS = ["pytest>=8", "pytest-cov>=5"]
+
+
+def _local(*packages: str) -> list[str]:
+    # The core and the packages under test in one pip call, so that pip never takes the
+    # unrelated `lowhaio` <= 0.0.89 releases from the index to satisfy a wrapper.
+    return [f"./{package}" for package in dict.fromkeys(("lowhaio", *packages))]
+
+
+@nox.session
+@nox.parametrize("package", PACKAGES)
+def tests(session: nox.Session, package: str) -> None:
+    """One package's tests with 100% line and branch coverage of that package."""
+    session.install(*_local(package), *TEST_TOOLS)
+    session.run(
+        "pytest",
+        f"tests/{package}",
+        f"--cov={package}",
+        "--cov-branch",
+        "--cov-report=term-missing",
+        "--cov-fail-under=100",
+        *session.posargs,
+    )
+
+
+@nox.session
+def compose(session: nox.Session) -> None:
+    """Stacks of wrappers, with every package installed."""
+    session.install(*_local(*PACKAGES), *TEST_TOOLS)
+    session.run("pytest", "tests/compose", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff format and check, and mypy --strict over every package."""
+    session.install(*_local(*PACKAGES), "ruff", "mypy", "pytest")
+    session.run("ruff", "format", "--check", ".")
+    session.run("ruff", "check", ".")
+    session.run("mypy", *(f"{package}/src" for package in PACKAGES))
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Side-by-side benchmark against aiohttp and a raw asyncio client (not run by default)."""
+    session.install(*_local(), "aiohttp", "uvloop")
+    session.run("python", "bench/bench.py", *session.posargs)

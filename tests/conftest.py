@@ -1,0 +1,149 @@
+"""The shared test harness: imports only lowhaio and the standard library.
+
+- `async def` tests run in a fresh event loop each, bounded by `TEST_TIMEOUT` seconds so that a
+  hang fails the test instead of stalling the suite. No plugin is needed.
+- `serve(handler)` runs a scripted raw asyncio server on 127.0.0.1 (an ephemeral port) whose
+  `handler(reader, writer)` writes exactly the bytes a test wants; it records every accepted
+  connection, so tests can see whether the client reused one.
+- `server_ssl_context()` / `client_ssl_context()` use the test-only certificates in `certs/`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import pathlib
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+TEST_TIMEOUT = 30.0
+CERTS = pathlib.Path(__file__).parent / "certs"
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The loop tests run on: asyncio's, or uvloop's when LOWHAIO_TEST_LOOP=uvloop."""
+    if os.environ.get("LOWHAIO_TEST_LOOP") == "uvloop":  # pragma: no cover - uvloop session
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    names = pyfuncitem._fixtureinfo.argnames
+    kwargs = {name: pyfuncitem.funcargs[name] for name in names}
+
+    async def bounded() -> None:
+        async with asyncio.timeout(TEST_TIMEOUT):
+            await pyfuncitem.obj(**kwargs)
+
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(bounded())
+    return True
+
+
+class Server:
+    """A scripted server: each accepted connection runs `handler(reader, writer)`."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0  # accepted so far
+        self.writers: list[asyncio.StreamWriter] = []
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.port = 0
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.writers.append(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self.tasks.add(task)
+        try:
+            await self.handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass
+        finally:
+            self.tasks.discard(task)
+            writer.close()
+
+    def url(self, path: str = "/", scheme: str = "http", host: str = "127.0.0.1") -> str:
+        return f"{scheme}://{host}:{self.port}{path}"
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    handler: Handler, ssl_context: ssl.SSLContext | None = None, host: str = "127.0.0.1"
+) -> AsyncIterator[Server]:
+    server = Server(handler)
+    listener = await asyncio.start_server(server._handle, host, 0, ssl=ssl_context)
+    server.port = listener.sockets[0].getsockname()[1]
+    try:
+        yield server
+    finally:
+        listener.close()
+        for writer in server.writers:
+            writer.transport.abort()
+        for task in list(server.tasks):
+            task.cancel()
+        await asyncio.gather(*server.tasks, return_exceptions=True)
+        await listener.wait_closed()
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """Read one request: its head (up to and including the blank line) and its body, framed by
+    content-length or chunked."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lower = head.lower()
+    body = b""
+    if b"\r\ncontent-length:" in lower:
+        length = int(lower.split(b"\r\ncontent-length:")[1].split(b"\r\n")[0])
+        body = await reader.readexactly(length)
+    elif b"\r\ntransfer-encoding: chunked" in lower:
+        while True:
+            size_line = await reader.readuntil(b"\r\n")
+            size = int(size_line.split(b";")[0], 16)
+            chunk = await reader.readexactly(size + 2)
+            body += size_line + chunk
+            if not size:
+                break
+    return head, body
+
+
+def respond_with(*responses: bytes, close: bool = False) -> Handler:
+    """A handler that answers each request on a connection with the next of `responses`."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for response in responses:
+            await read_request(reader)
+            writer.write(response)
+            await writer.drain()
+        if close:
+            writer.close()
+        else:
+            await reader.read()
+
+    return handler
+
+
+def server_ssl_context() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(CERTS / "server.pem", CERTS / "server.key")
+    return context
+
+
+def client_ssl_context() -> ssl.SSLContext:
+    import lowhaio
+
+    context = lowhaio.default_ssl_context()
+    context.load_verify_locations(CERTS / "ca.pem")
+    return context
