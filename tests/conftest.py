@@ -71,7 +71,9 @@ class Server:
         try:
             await self.handler(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
-            pass
+            pass  # the client went away: scripted handlers need not care
+        except asyncio.CancelledError:
+            pass  # cancelled by serve() at teardown; asyncio.streams would log it otherwise
         finally:
             self.tasks.discard(task)
             writer.close()

@@ -35,6 +35,7 @@ from ._pool import (
     ResponseBody,
     default_ssl_context,
     empty_body,
+    system_resolve,
 )
 
 __version__ = "0.1.0"
@@ -66,4 +67,5 @@ __all__ = [
     "default_ssl_context",
     "empty_body",
     "streamed",
+    "system_resolve",
 ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 import ssl
@@ -94,6 +95,20 @@ def default_ssl_context() -> ssl.SSLContext:
     context = ssl.create_default_context()
     context.set_alpn_protocols(["http/1.1"])
     return context
+
+
+async def system_resolve(host: str) -> list[str]:
+    """The host's addresses from the system resolver (getaddrinfo), in its order."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _translated(exc: Exception, sent: bool, origin: Origin) -> HttpError:
@@ -495,6 +510,7 @@ async def _read_head(
 def Pool(
     *,
     get_ssl_context: Callable[[], ssl.SSLContext] = default_ssl_context,
+    resolve: Callable[[str], Awaitable[list[str]]] = system_resolve,
     connect_timeout: float = 10.0,
     read_timeout: float = 30.0,
     write_timeout: float = 30.0,
@@ -515,6 +531,7 @@ def Pool(
     if the server's `Keep-Alive: timeout=` says so). `max_head_bytes` and `max_headers` bound
     a response head; `max_line_bytes` bounds a chunk-size or trailer line. `get_ssl_context`
     is called once, at the first https request; a custom context should set ALPN itself.
+    `resolve(host)` returns the IP addresses to try, in order; IP literals skip it.
     May be called outside a running event loop.
     """
     state = _PoolState(
@@ -530,13 +547,23 @@ def Pool(
             context = ssl_context = ssl_context or get_ssl_context()
         try:
             async with asyncio.timeout(connect_timeout):
-                transport, conn = await loop.create_connection(
-                    lambda: Connection(loop, origin, read_buffer_bytes),
-                    origin.host,
-                    origin.port,
-                    ssl=context,
-                    server_hostname=origin.host if context else None,
-                )
+                addresses = [origin.host] if _is_ip(origin.host) else await resolve(origin.host)
+                if not addresses:
+                    raise HttpDnsError(f"{origin.host} resolved to no address")
+                for address in addresses:
+                    try:
+                        transport, conn = await loop.create_connection(
+                            lambda: Connection(loop, origin, read_buffer_bytes),
+                            address,
+                            origin.port,
+                            ssl=context,
+                            server_hostname=origin.host if context else None,
+                        )
+                        break
+                    except OSError as exc:
+                        error = exc  # try the next address
+                else:
+                    raise error  # every address failed: the last error says why
             if context is not None:
                 alpn = transport.get_extra_info("ssl_object").selected_alpn_protocol()
                 if alpn not in (None, "http/1.1"):
@@ -544,7 +571,7 @@ def Pool(
                     raise HttpTlsError(f"server chose ALPN protocol {alpn!r}, not http/1.1")
         except Exception as exc:
             raise _translated(exc, False, origin) from exc
-        logger.debug("connection opened to %s:%s", origin.host, origin.port)
+        logger.debug("connection opened to %s:%s (%s)", origin.host, origin.port, address)
         return conn
 
     async def acquire(origin: Origin) -> Connection:
@@ -588,7 +615,7 @@ def Pool(
                 origin.scheme,
                 origin.host,
                 origin.port,
-                target.path_query.decode(),
+                target.path_query.split(b"?")[0].decode(),  # queries may hold secrets
             )
         sent = False
         caller_error = None

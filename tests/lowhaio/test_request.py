@@ -1,0 +1,742 @@
+"""The request path over real sockets: the seed API, what is sent, how responses are framed,
+TLS, timeouts and errors. Scripted servers on 127.0.0.1 write the exact bytes of each case."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import hashlib
+import logging
+import socket
+import ssl
+from collections.abc import AsyncIterator
+
+import pytest
+from conftest import (
+    Server,
+    client_ssl_context,
+    read_request,
+    respond_with,
+    serve,
+    server_ssl_context,
+)
+
+import lowhaio
+from lowhaio import Pool, buffered, streamed
+
+OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+
+
+async def test_seed_example_posts_a_streamed_body_and_reads_the_response() -> None:
+    received = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head, body = await read_request(reader)
+        received.append((head, body))
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\nechoed:")
+        await reader.read()
+
+    async with serve(handler) as server:
+        request, close = Pool()
+
+        async def request_body() -> AsyncIterator[bytes]:
+            yield b"a"
+            yield b"bc"
+
+        code, headers, response_body = await request(
+            b"POST",
+            server.url("/post"),
+            headers=((b"content-length", b"3"), (b"content-type", b"text/plain")),
+            body=request_body,
+        )
+        chunks = [chunk async for chunk in response_body]
+        await close()
+
+    assert code == b"200"
+    assert headers == ((b"content-length", b"7"),)
+    assert b"".join(chunks) == b"echoed:"
+    assert received == [
+        (
+            b"POST /post HTTP/1.1\r\nhost: 127.0.0.1:%d\r\ncontent-length: 3\r\n"
+            b"content-type: text/plain\r\n\r\n" % server.port,
+            b"abc",
+        )
+    ]
+
+
+async def test_streamed_and_buffered_helpers() -> None:
+    seen = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            _, body = await read_request(reader)
+            seen.append(body)
+            writer.write(OK)
+
+    async with serve(handler) as server:
+        request, close = Pool()
+        body = streamed(b"abc")
+        for _ in range(2):  # a factory can be replayed
+            _, _, response = await request(
+                b"POST", server.url(), headers=((b"content-length", b"3"),), body=body
+            )
+            assert await buffered(response) == b"ok"
+        await close()
+    assert seen == [b"abc", b"abc"]
+
+
+async def test_request_target_host_and_params_as_sent() -> None:
+    heads = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head, _ = await read_request(reader)
+            heads.append(head.split(b"\r\n")[:2])
+            writer.write(OK)
+
+    async with serve(handler) as server:
+        request, close = Pool()
+        for url, params in [
+            (server.url("/a%2Fb/c d?x=1#frag"), (("q", "a b&c"), (b"k", b"\xe2\x9c\x93"))),
+            (server.url(""), ()),
+            (f"http://localhost:{server.port}/ü", (("empty", ""),)),
+        ]:
+            _, _, body = await request(b"GET", url, params=params)
+            await buffered(body)
+        await close()
+
+    assert heads == [
+        [
+            b"GET /a%2Fb/c%20d?x=1&q=a%20b%26c&k=%E2%9C%93 HTTP/1.1",
+            b"host: 127.0.0.1:%d" % server.port,
+        ],
+        [b"GET / HTTP/1.1", b"host: 127.0.0.1:%d" % server.port],
+        [b"GET /%C3%BC?empty= HTTP/1.1", b"host: localhost:%d" % server.port],
+    ]
+
+
+async def test_caller_host_header_replaces_ours_and_headers_keep_their_order() -> None:
+    heads = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head, _ = await read_request(reader)
+        heads.append(head)
+        writer.write(OK)
+        await reader.read()
+
+    async with serve(handler) as server:
+        request, close = Pool()
+        _, _, body = await request(
+            b"GET", server.url(), headers=((b"X-B", b"2"), (b"Host", b"example"), (b"x-a", b""))
+        )
+        await buffered(body)
+        await close()
+    assert heads == [b"GET / HTTP/1.1\r\nX-B: 2\r\nHost: example\r\nx-a: \r\n\r\n"]
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "headers", "part"),
+    [
+        (b"GET\r\n", "http://127.0.0.1:{port}/", (), "method"),
+        (b"GET", "http://127.0.0.1:{port}/\r\nx: y", (), "control character"),
+        (b"GET", "http://127.0.0.1:{port}/a\x00", (), "control character"),
+        (b"GET", "http://127.0.0.1:{port}/", ((b"x\r\ny", b"1"),), "header"),
+        (b"GET", "http://127.0.0.1:{port}/", ((b"x", b"1\r\ny: 2"),), "header"),
+        (b"GET", "http://127.0.0.1:{port}/", ((b"x", b"\x00"),), "header"),
+        (b"GET", "ftp://127.0.0.1:{port}/", (), "scheme"),
+    ],
+)
+async def test_invalid_requests_are_refused_before_connecting(
+    method: bytes, url: str, headers: tuple[tuple[bytes, bytes], ...], part: str
+) -> None:
+    async with serve(respond_with(OK)) as server:
+        request, close = Pool()
+        with pytest.raises(lowhaio.HttpInvalidRequestError, match=part) as info:
+            await request(method, url.format(port=server.port), headers=headers)
+        await close()
+    assert isinstance(info.value, ValueError)
+    assert not isinstance(info.value, lowhaio.HttpConnectionError)
+    assert server.connections == 0
+
+
+async def _chunks_received(
+    *chunks: object, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> tuple[bytes, bytes]:
+    received = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await read_request(reader))
+        writer.write(OK)
+        await reader.read()
+
+    async def body() -> AsyncIterator[object]:
+        for chunk in chunks:
+            yield chunk
+
+    async with serve(handler) as server:
+        request, close = Pool()
+        try:
+            _, _, response = await request(
+                b"PUT",
+                server.url(),
+                headers=headers,
+                body=body,  # type: ignore[arg-type]
+            )
+            await buffered(response)
+        finally:
+            await close()
+    return received[0]
+
+
+async def test_bytes_like_chunks_are_sent_and_empty_chunks_skipped() -> None:
+    buffer = bytearray(b"0123456789")
+    _, body = await _chunks_received(
+        b"ab",
+        b"",
+        bytearray(b"cd"),
+        memoryview(buffer)[2:5],
+        memoryview(b""),
+        memoryview(b"\x01\x00\x02\x00").cast("H"),
+        headers=((b"content-length", b"11"),),
+    )
+    assert body == b"abcd234\x01\x00\x02\x00"
+
+
+async def test_transfer_encoding_body_is_passed_through_as_the_caller_encodes_it() -> None:
+    _, body = await _chunks_received(
+        b"3\r\nabc\r\n", b"0\r\n\r\n", headers=((b"transfer-encoding", b"chunked"),)
+    )
+    assert body == b"3\r\nabc\r\n0\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("chunks", "headers", "message"),
+    [
+        ((b"abcd",), ((b"content-length", b"3"),), "longer than its content-length"),
+        ((b"ab",), ((b"content-length", b"3"),), "1 bytes shorter"),
+        ((b"ab",), (), "without content-length or transfer-encoding"),
+        (("text",), ((b"content-length", b"4"),), "bytes-like, not str"),
+    ],
+)
+async def test_bodies_that_do_not_match_their_framing_are_refused(
+    chunks: tuple[object, ...], headers: tuple[tuple[bytes, bytes], ...], message: str
+) -> None:
+    with pytest.raises(lowhaio.HttpInvalidRequestError, match=message):
+        await _chunks_received(*chunks, headers=headers)
+
+
+async def test_body_factory_gets_its_arguments_and_its_errors_propagate_unchanged() -> None:
+    closed = []
+
+    async def body(prefix: bytes, *, fail: bool) -> AsyncIterator[bytes]:
+        try:
+            yield prefix
+            if fail:
+                raise FileNotFoundError("the caller's own error")
+            yield b"!"
+        finally:
+            closed.append(True)
+
+    async with serve(respond_with(OK, OK)) as server:
+        request, close = Pool()
+        _, _, response = await request(
+            b"PUT",
+            server.url(),
+            headers=((b"content-length", b"3"),),
+            body=body,
+            body_args=(b"ab",),
+            body_kwargs={"fail": False},
+        )
+        assert await buffered(response) == b"ok"
+        with pytest.raises(FileNotFoundError, match="the caller's own error"):
+            await request(
+                b"PUT",
+                server.url(),
+                headers=((b"content-length", b"3"),),
+                body=body,
+                body_args=(b"ab",),
+                body_kwargs={"fail": True},
+            )
+        _, _, response = await request(b"GET", server.url())
+        assert await buffered(response) == b"ok"
+        await close()
+    assert closed == [True, True]
+    assert server.connections == 2  # the failed request's connection was not reused
+
+
+async def test_network_error_while_sending_closes_the_callers_body() -> None:
+    closed = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.transport.abort()
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            while True:
+                yield bytes(65536)
+        finally:
+            closed.append(True)
+
+    async with serve(handler) as server:
+        request, close = Pool()
+        with pytest.raises(lowhaio.HttpDataError) as info:
+            await request(
+                b"PUT", server.url(), headers=((b"content-length", b"%d" % 2**40),), body=body
+            )
+        await close()
+    assert closed == [True]
+    assert isinstance(info.value.__cause__, OSError)
+
+
+# Responses -----------------------------------------------------------------------------------
+
+
+async def _exchange(*responses: bytes, method: bytes = b"GET") -> list[tuple[bytes, object]]:
+    """Send one request per response over one pool; return (code, body or error) for each."""
+    results: list[tuple[bytes, object]] = []
+    async with serve(respond_with(*responses, close=True)) as server:
+        request, close = Pool(read_timeout=2)
+        for _ in responses:
+            try:
+                code, _, body = await request(method, server.url())
+                results.append((code, await buffered(body)))
+            except lowhaio.HttpError as exc:
+                results.append((b"error", exc))
+        await close()
+    return results
+
+
+@pytest.mark.parametrize(
+    ("response", "method", "expected"),
+    [
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabc", b"GET", b"abc"),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n", b"GET", b""),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n", b"HEAD", b""),
+        (b"HTTP/1.1 200 No Content\r\n\r\n", b"OPTIONS", b""),
+        (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", b"HEAD", b""),
+        (
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nx",
+            b"GET",
+            b"x",
+        ),
+        (
+            b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+            b"2;ext=1\r\nab\r\n1\r\nc\r\n0\r\nx-trailer: t\r\n\r\n",
+            b"GET",
+            b"abc",
+        ),
+        (b"HTTP/1.0 200 OK\r\n\r\nuntil close", b"GET", b"until close"),
+    ],
+)
+async def test_response_framing(response: bytes, method: bytes, expected: bytes) -> None:
+    assert await _exchange(response, method=method) == [(b"200", expected)]
+
+
+@pytest.mark.parametrize("code", [b"204", b"304"])
+async def test_no_body_statuses(code: bytes) -> None:
+    response = b"HTTP/1.1 %s X\r\ncontent-length: 5\r\n\r\n" % code
+    assert await _exchange(response, response) == [(code, b""), (code, b"")]
+
+
+@pytest.mark.parametrize(
+    ("response", "error", "message"),
+    [
+        (b"", lowhaio.HttpConnectionClosedError, "before the response head"),
+        (b"HTTP/1.1 200 OK\r\ncontent-", lowhaio.HttpConnectionClosedError, "25 bytes of it"),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nab",
+            lowhaio.HttpConnectionClosedError,
+            "3 bytes",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nab",
+            lowhaio.HttpConnectionClosedError,
+            "inside the chunked body",
+        ),
+        (b"HTTP/2 200 OK\r\n\r\n", lowhaio.HttpProtocolError, "status line"),
+        (b"HTTP/1.1 200 OK\n\n", lowhaio.HttpProtocolError, "bare LF"),
+        (b"HTTP/1.1 101 Switching\r\n\r\n", lowhaio.HttpProtocolError, "101"),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab",
+            lowhaio.HttpProtocolError,
+            "differ",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ntransfer-encoding: chunked\r\n\r\n",
+            lowhaio.HttpProtocolError,
+            "both",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+            lowhaio.HttpProtocolError,
+            "chunk-size",
+        ),
+    ],
+)
+async def test_malformed_or_truncated_responses_raise_typed_errors(
+    response: bytes, error: type[Exception], message: str
+) -> None:
+    [(code, exc)] = await _exchange(response)
+    assert code == b"error"
+    assert isinstance(exc, error)
+    assert isinstance(exc, lowhaio.HttpDataError)
+    assert message in str(exc)
+
+
+async def test_head_limits_are_enforced() -> None:
+    many = b"HTTP/1.1 200 OK\r\n" + b"x: y\r\n" * 5 + b"\r\n"
+    long = b"HTTP/1.1 200 OK\r\nx: " + b"y" * 2000 + b"\r\n\r\n"
+    for response, error in [(many, lowhaio.HttpTooManyHeaders), (long, lowhaio.HttpHeaderTooLong)]:
+        async with serve(respond_with(response)) as server:
+            request, close = Pool(max_headers=4, max_head_bytes=1024)
+            with pytest.raises(error):
+                await request(b"GET", server.url())
+            await close()
+
+
+async def test_trailers_are_exposed_after_a_chunked_body() -> None:
+    async with serve(
+        respond_with(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+            b"1\r\na\r\n0\r\nX-Checksum: 123\r\n\r\n",
+            OK,
+        )
+    ) as server:
+        request, close = Pool()
+        _, _, body = await request(b"GET", server.url())
+        assert body.trailers == ()
+        assert await buffered(body) == b"a"
+        assert body.trailers == ((b"x-checksum", b"123"),)
+        _, _, body = await request(b"GET", server.url())
+        assert await buffered(body) == b"ok"
+        assert body.trailers == ()
+        await close()
+    assert server.connections == 1
+
+
+async def test_close_delimited_body_cut_by_a_reset_is_an_error() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n\r\npartial")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        writer.transport.abort()
+
+    async with serve(handler) as server:
+        request, close = Pool()
+        _, _, body = await request(b"GET", server.url())
+        with pytest.raises(lowhaio.HttpConnectionClosedError):
+            async for _ in body:
+                pass
+        await close()
+
+
+async def test_large_download_streams_in_bounded_chunks_with_backpressure() -> None:
+    total = 32 * 1024 * 1024
+    sent = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % total)
+        block = bytes(range(256)) * 4096
+        for _ in range(total // len(block)):
+            writer.write(block)
+            await writer.drain()
+            sent.append(len(block))
+        await reader.read()
+
+    async with serve(handler) as server:
+        request, close = Pool(read_buffer_bytes=64 * 1024)
+        _, _, body = await request(b"GET", server.url())
+        await asyncio.sleep(0.3)
+        # The client reads nothing while paused: the server is held back by TCP flow control.
+        assert sum(sent) < total // 2
+        size = 0
+        digest = hashlib.sha256()
+        async for chunk in body:
+            assert len(chunk) <= 64 * 1024
+            digest.update(chunk)
+            size += len(chunk)
+        await close()
+    assert size == total
+    assert digest.digest() == hashlib.sha256(bytes(range(256)) * (total // 256)).digest()
+
+
+async def test_large_upload_pulls_the_body_only_as_fast_as_the_server_reads() -> None:
+    pulled = []
+    gate = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await gate.wait()
+        remaining = 64 * 1024 * 1024
+        while remaining:
+            remaining -= len(await reader.read(remaining))
+        writer.write(OK)
+        await reader.read()
+
+    chunk = memoryview(bytearray(1024 * 1024))
+
+    async def body() -> AsyncIterator[memoryview]:
+        for _ in range(64):
+            pulled.append(1)
+            yield chunk
+
+    async with serve(handler) as server:
+        request, close = Pool()
+        task = asyncio.create_task(
+            request(b"PUT", server.url(), headers=((b"content-length", b"%d" % 2**26),), body=body)
+        )
+        await asyncio.sleep(0.3)
+        assert len(pulled) < 48  # held back by the kernel's buffers, not read into memory
+        gate.set()
+        _, _, response = await task
+        assert await buffered(response) == b"ok"
+        await close()
+    assert len(pulled) == 64
+
+
+# TLS ---------------------------------------------------------------------------------------------
+
+
+async def test_https_with_verification_sni_and_alpn() -> None:
+    seen = []
+    server_context = server_ssl_context()
+    server_context.set_alpn_protocols(["h2", "http/1.1"])
+    server_context.sni_callback = lambda sock, name, ctx: seen.append(name)  # type: ignore[assignment,misc,return-value]
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(writer.get_extra_info("ssl_object").selected_alpn_protocol())
+        await respond_with(OK, OK)(reader, writer)
+
+    calls = []
+
+    def get_ssl_context() -> ssl.SSLContext:
+        calls.append(1)
+        return client_ssl_context()
+
+    async with serve(handler, ssl_context=server_context) as server:
+        request, close = Pool(get_ssl_context=get_ssl_context)
+        for _ in range(2):
+            code, _, body = await request(b"GET", server.url(scheme="https", host="localhost"))
+            assert (code, await buffered(body)) == (b"200", b"ok")
+        await close()
+    assert seen == ["localhost", "http/1.1"]
+    assert calls == [1]
+
+
+async def test_https_to_an_ip_literal_verifies_the_ip() -> None:
+    async with serve(respond_with(OK), ssl_context=server_ssl_context()) as server:
+        request, close = Pool(get_ssl_context=client_ssl_context)
+        _, _, body = await request(b"GET", server.url(scheme="https"))
+        assert await buffered(body) == b"ok"
+        await close()
+
+
+async def test_https_refuses_an_unverified_certificate() -> None:
+    async with serve(respond_with(OK), ssl_context=server_ssl_context()) as server:
+        request, close = Pool()  # the system's CAs do not know the test CA
+        with pytest.raises(lowhaio.HttpTlsError) as info:
+            await request(b"GET", server.url(scheme="https", host="localhost"))
+        await close()
+    assert isinstance(info.value.__cause__, ssl.SSLCertVerificationError)
+
+
+async def test_https_refuses_a_server_that_picks_another_protocol() -> None:
+    server_context = server_ssl_context()
+    server_context.set_alpn_protocols(["h2"])
+
+    def client_context() -> ssl.SSLContext:
+        context = client_ssl_context()
+        context.set_alpn_protocols(["h2", "http/1.1"])
+        return context
+
+    async with serve(respond_with(OK), ssl_context=server_context) as server:
+        request, close = Pool(get_ssl_context=client_context)
+        with pytest.raises(lowhaio.HttpTlsError, match="'h2'"):
+            await request(b"GET", server.url(scheme="https", host="localhost"))
+        await close()
+
+
+async def test_https_download_over_tls() -> None:
+    payload = bytes(range(256)) * 40000
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(payload) + payload)
+        await reader.read()
+
+    async with serve(handler, ssl_context=server_ssl_context()) as server:
+        request, close = Pool(get_ssl_context=client_ssl_context)
+        _, _, body = await request(b"GET", server.url(scheme="https"))
+        assert await buffered(body) == payload
+        await close()
+
+
+# Connecting, timeouts and errors -----------------------------------------------------------------
+
+
+def _unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_refused_connection_is_a_connection_error() -> None:
+    request, close = Pool()
+    with pytest.raises(lowhaio.HttpConnectionError) as info:
+        await request(b"GET", f"http://127.0.0.1:{_unused_port()}/")
+    await close()
+    assert isinstance(info.value.__cause__, ConnectionRefusedError)
+
+
+async def test_dns_failures_are_dns_errors() -> None:
+    async def fails(host: str) -> list[str]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    async def empty(host: str) -> list[str]:
+        return []
+
+    for resolve in (fails, empty):
+        request, close = Pool(resolve=resolve)
+        with pytest.raises(lowhaio.HttpDnsError):
+            await request(b"GET", "http://name.test/")
+        await close()
+
+
+async def test_each_resolved_address_is_tried_in_turn() -> None:
+    names = []
+
+    async def resolve(host: str) -> list[str]:
+        names.append(host)
+        return ["127.0.0.2", "127.0.0.1"]  # nothing listens on 127.0.0.2
+
+    async with serve(respond_with(OK)) as server:
+        request, close = Pool(resolve=resolve)
+        _, _, body = await request(b"GET", f"http://xn--bcher-kva.test:{server.port}/")
+        assert await buffered(body) == b"ok"
+        await close()
+    assert names == ["xn--bcher-kva.test"]
+
+
+async def test_system_resolver_finds_localhost() -> None:
+    assert "127.0.0.1" in await lowhaio.system_resolve("localhost")
+
+
+async def test_connect_timeout_covers_the_tls_handshake() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    async with serve(silent) as server:
+        request, close = Pool(connect_timeout=0.2, get_ssl_context=client_ssl_context)
+        with pytest.raises(lowhaio.HttpConnectTimeoutError) as info:
+            await request(b"GET", server.url(scheme="https"))
+        await close()
+    assert isinstance(info.value, lowhaio.HttpConnectionError)
+    assert isinstance(info.value, lowhaio.HttpTimeoutError)
+
+
+async def test_read_timeout_is_an_idle_timeout_that_resets_on_progress() -> None:
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        for byte in OK:
+            writer.write(bytes([byte]))
+            await asyncio.sleep(0.02)
+        await read_request(reader)
+        await reader.read()  # and never answer
+
+    async with serve(trickle) as server:
+        request, close = Pool(read_timeout=0.15)
+        _, _, body = await request(b"GET", server.url())  # ~0.8 s in all, 0.02 s per byte
+        assert await buffered(body) == b"ok"
+        with pytest.raises(lowhaio.HttpDataTimeoutError, match="reading") as info:
+            await request(b"GET", server.url())
+        await close()
+    assert isinstance(info.value, lowhaio.HttpTimeoutError)
+
+
+async def test_write_timeout_when_the_server_stops_reading() -> None:
+    async def stalls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(10)
+
+    async def body() -> AsyncIterator[bytes]:
+        chunk = bytes(1024 * 1024)
+        while True:
+            yield chunk
+
+    async with serve(stalls) as server:
+        request, close = Pool(write_timeout=0.2)
+        with pytest.raises(lowhaio.HttpDataTimeoutError, match="writing"):
+            await request(
+                b"PUT", server.url(), headers=((b"content-length", b"%d" % 2**40),), body=body
+            )
+        await close()
+
+
+async def test_cancellation_propagates_and_leaves_the_count_alone() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await reader.read()
+
+    async with serve(silent) as server:
+        request, close = Pool()
+        task = asyncio.create_task(request(b"GET", server.url()))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert task.cancelling() == 1  # only the one cancel() above
+
+        current = asyncio.current_task()
+        assert current is not None
+        before = current.cancelling()
+        async with serve(respond_with(OK)) as other:
+            _, _, body = await request(b"GET", other.url())
+            await buffered(body)
+        assert current.cancelling() == before
+        await close()
+
+
+async def test_debug_log_names_requests_without_secrets(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="lowhaio")
+    async with serve(respond_with(OK)) as server:
+        request, close = Pool()
+        _, _, body = await request(
+            b"GET",
+            server.url("/path?X-Amz-Signature=secret-sig"),
+            headers=((b"authorization", b"secret-token"),),
+        )
+        await buffered(body)
+        await close()
+    text = caplog.text
+    assert "GET http://127.0.0.1" in text
+    assert "/path" in text
+    assert "secret" not in text
+
+
+async def test_garbage_collected_body_closes_its_connection() -> None:
+    closed = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabc")
+        await reader.read()
+        closed.set()
+
+    async with serve(handler) as server:
+        request, close = Pool()
+        _, _, body = await request(b"GET", server.url())
+        del body
+        gc.collect()
+        await asyncio.wait_for(closed.wait(), 1)
+        await close()
+
+
+def test_server_helper_builds_urls() -> None:
+    server = Server(respond_with())
+    server.port = 8080
+    assert server.url("/x", scheme="https", host="localhost") == "https://localhost:8080/x"
