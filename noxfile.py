@@ -29,11 +29,11 @@ def tests(session: nox.Session, package: str) -> None:
     session.run(
         "pytest",
         f"tests/{package}",
-        f"--cov={package}",
-        "--cov-branch",
+        "--cov",  # of the installed package: see [tool.coverage.run] in pyproject.toml
         "--cov-report=term-missing",
         "--cov-fail-under=100",
         *session.posargs,
+        env={"COVERAGE_PACKAGE": package},
     )
 
 

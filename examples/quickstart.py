@@ -1,6 +1,6 @@
 """The seed's example, pointed at a small echo server on 127.0.0.1 that this script starts.
 
-    python3 -m pip install ./lowhaio && python3 examples/quickstart.py
+Run from the repository root: `python3 -m pip install ./lowhaio && python3 examples/quickstart.py`
 """
 
 from __future__ import annotations
