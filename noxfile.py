@@ -15,17 +15,20 @@ PACKAGES = ["lowhaio", "lowhaio_redirect", "lowhaio_retry", "lowhaio_chunked", "
 TEST_TOOLS = ["pytest>=8", "pytest-cov>=5"]
 
 
-def _local(*packages: str) -> list[str]:
+def _install(session: nox.Session, *packages: str, tools: list[str]) -> None:
     # The core and the packages under test in one pip call, so that pip never takes the
-    # unrelated `lowhaio` <= 0.0.89 releases from the index to satisfy a wrapper.
-    return [f"./{package}" for package in dict.fromkeys(("lowhaio", *packages))]
+    # unrelated `lowhaio` <= 0.0.89 releases from the index to satisfy a wrapper; then again,
+    # forced, so that a reused virtualenv never tests an older build of the same version.
+    local = [f"./{package}" for package in dict.fromkeys(("lowhaio", *packages))]
+    session.install(*local, *tools)
+    session.install("--no-deps", "--force-reinstall", *local)
 
 
 @nox.session
 @nox.parametrize("package", PACKAGES)
 def tests(session: nox.Session, package: str) -> None:
     """One package's tests with 100% line and branch coverage of that package."""
-    session.install(*_local(package), *TEST_TOOLS)
+    _install(session, package, tools=TEST_TOOLS)
     session.run(
         "pytest",
         f"tests/{package}",
@@ -40,14 +43,14 @@ def tests(session: nox.Session, package: str) -> None:
 @nox.session
 def compose(session: nox.Session) -> None:
     """Stacks of wrappers, with every package installed."""
-    session.install(*_local(*PACKAGES), *TEST_TOOLS)
+    _install(session, *PACKAGES, tools=TEST_TOOLS)
     session.run("pytest", "tests/compose", *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff format and check, and mypy --strict over every package."""
-    session.install(*_local(*PACKAGES), "ruff", "mypy", "pytest")
+    _install(session, *PACKAGES, tools=["ruff", "mypy", "pytest"])
     session.run("ruff", "format", "--check", ".")
     session.run("ruff", "check", ".")
     session.run("mypy", *(f"{package}/src" for package in PACKAGES))
@@ -56,5 +59,5 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Side-by-side benchmark against aiohttp and a raw asyncio client (not run by default)."""
-    session.install(*_local(), "aiohttp", "uvloop")
+    _install(session, tools=["aiohttp", "uvloop"])
     session.run("python", "bench/bench.py", *session.posargs)

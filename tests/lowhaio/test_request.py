@@ -740,3 +740,51 @@ def test_server_helper_builds_urls() -> None:
     server = Server(respond_with())
     server.port = 8080
     assert server.url("/x", scheme="https", host="localhost") == "https://localhost:8080/x"
+
+
+async def test_small_read_buffer_compacts_and_grows_without_losing_bytes() -> None:
+    chunks = [bytes([i]) * (300 + 37 * i) for i in range(40)]
+    chunked = b"".join(b"%x;e=%d\r\n%s\r\n" % (len(c), i, c) for i, c in enumerate(chunks))
+    big_head = (
+        b"HTTP/1.1 200 OK\r\n" + b"x-filler: %s\r\n" % (b"f" * 3000) + b"content-length: 2\r\n"
+    )
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        # Written at once, so the client's reads fill its buffer and the framing lands across
+        # buffer boundaries.
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n%s0\r\n\r\n" % chunked)
+        await read_request(reader)
+        writer.write(big_head + b"\r\nok")
+        await reader.read()
+
+    async with serve(handler) as server:
+        request, close = Pool(read_buffer_bytes=1024)
+        _, _, body = await request(b"GET", server.url())
+        assert await buffered(body) == b"".join(chunks)
+        _, headers, body = await request(b"GET", server.url())  # a head 3 times the buffer
+        assert headers[0] == (b"x-filler", b"f" * 3000)
+        assert await buffered(body) == b"ok"
+        await close()
+    assert server.connections == 1
+
+
+async def test_a_response_that_arrives_while_the_body_is_still_being_produced() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(OK)  # before the request body: allowed (RFC 9112 9.5)
+        await reader.readexactly(4)
+        await reader.read()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"ab"
+        await asyncio.sleep(0.1)
+        yield b"cd"
+
+    async with serve(handler) as server:
+        request, close = Pool()
+        code, _, response = await request(
+            b"PUT", server.url(), headers=((b"content-length", b"4"),), body=body
+        )
+        assert (code, await buffered(response)) == (b"200", b"ok")
+        await close()

@@ -14,6 +14,7 @@ fails the future: the task is never cancelled, so its cancellation count is neve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -23,8 +24,16 @@ if TYPE_CHECKING:
     from ._http11 import Origin
 
 
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None:
+        # The waiter may have timed out or been cancelled in this same turn of the loop.
+        with contextlib.suppress(asyncio.InvalidStateError):
+            waiter.set_result(None)
+
+
 def _timed_out(waiter: asyncio.Future[None], what: str, timeout: float) -> None:
-    if not waiter.done():
+    # The waiter may have been woken or cancelled in this same turn of the loop.
+    with contextlib.suppress(asyncio.InvalidStateError):
         waiter.set_exception(HttpDataTimeoutError(f"no progress {what} for {timeout} s"))
 
 
@@ -93,9 +102,8 @@ class Connection(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.eof = self.lost = True
         self.lost_error = exc
-        for waiter in (self._write_waiter, self._lost_waiter):
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+        _wake(self._write_waiter)
+        _wake(self._lost_waiter)
         self._wake_reader()
 
     def pause_writing(self) -> None:
@@ -103,16 +111,12 @@ class Connection(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self._writing_paused = False
-        waiter = self._write_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        _wake(self._write_waiter)
 
     def _wake_reader(self) -> None:
-        waiter = self._read_waiter
-        if waiter is not None:
+        if self._read_waiter is not None:
+            _wake(self._read_waiter)
             self._read_waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
         elif self.on_idle_event is not None:
             # Bytes or EOF from a server while no request is using the connection: it can no
             # longer be trusted to frame the next response.
