@@ -64,6 +64,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _url_control = re.compile(r"[\x00-\x1f\x7f]")
 _stray_percent = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _host_name = re.compile(r"[a-z0-9_\-.]+")
+_bracketed_host = re.compile(r"\[[0-9A-Fa-f:.]+\](?::[0-9]*)?")
 
 
 def _truncated(data: bytes, limit: int = 80) -> str:
@@ -91,11 +92,15 @@ class Target(NamedTuple):
     has_query: bool
 
 
-@functools.lru_cache(maxsize=512)
 def parse_url(url: str) -> Target:
     """Parse and validate an absolute http or https URL; the fragment and userinfo are dropped."""
     if not isinstance(url, str):
         raise HttpInvalidRequestError(f"url must be a str, not {type(url).__name__}")
+    return _parse_url(url)
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_url(url: str) -> Target:
     if _url_control.search(url):
         raise HttpInvalidRequestError(f"url contains a control character: {url[:200]!r}")
     try:
@@ -109,8 +114,12 @@ def parse_url(url: str) -> Target:
     host = parts.hostname
     if not host:
         raise HttpInvalidRequestError(f"url has no host: {url[:200]!r}")
-    if ":" in host:
+    if parts.netloc.rpartition("@")[2].startswith("["):
+        # RFC 3986 3.2.2: an IP literal is "[" IPv6address "]", then nothing or ":" port.
+        # IPvFuture and zone identifiers are refused.
         try:
+            if not _bracketed_host.fullmatch(parts.netloc.rpartition("@")[2]):
+                raise ValueError("not [IPv6address] optionally followed by :port")
             ipaddress.IPv6Address(host)
         except ValueError as exc:
             raise HttpInvalidRequestError(f"url host is not an IPv6 address: {host!r}") from exc
@@ -148,11 +157,18 @@ def request_target(target: Target, params: Iterable[tuple[str | bytes, str | byt
     try:
         encoded = "&".join(
             quote(name, safe=_PARAM_SAFE) + "=" + quote(value, safe=_PARAM_SAFE)
-            for name, value in params
+            for name, value in map(_pair, params)
         )
     except (TypeError, ValueError) as exc:
         raise HttpInvalidRequestError("params must be (name, value) pairs of str or bytes") from exc
     return target.path_query + (b"&" if target.has_query else b"?") + encoded.encode("ascii")
+
+
+def _pair(item: tuple[str | bytes, str | bytes]) -> tuple[str | bytes, str | bytes]:
+    # A str of two characters unpacks as a pair too: only real pairs are taken.
+    if not isinstance(item, tuple | list):
+        raise TypeError("not a pair")
+    return item
 
 
 class RequestFraming(NamedTuple):
@@ -214,11 +230,12 @@ def request_head(
 def find_head_end(buf: bytearray, start: int, end: int, searched: int, max_bytes: int) -> int:
     """Where the head that starts at `buf[start]` ends (just past CRLF CRLF), or -1 for "need
     more". `searched` is how many bytes after `start` were already searched without success."""
-    at = buf.find(b"\r\n\r\n", start + max(searched - 3, 0), end)
+    resume = start + max(searched - 3, 0)  # a terminator may straddle the old end
+    at = buf.find(b"\r\n\r\n", resume, end)
     if at < 0:
         if end - start > max_bytes:
             raise HttpHeaderTooLong(f"response head is longer than {max_bytes} bytes")
-        if buf.find(b"\n\n", start, end) >= 0 or buf.find(b"\n\r\n", start, end) >= 0:
+        if buf.find(b"\n\n", resume, end) >= 0 or buf.find(b"\n\r\n", resume, end) >= 0:
             # RFC 9112 2.2: bare LF line endings are refused rather than waited on forever.
             raise HttpProtocolError("response head has a bare LF line ending")
         return -1
@@ -257,7 +274,10 @@ def _parse_fields(lines: list[bytes], allow_fold: bool) -> list[tuple[bytes, byt
             if _bad_value_byte.search(value):
                 raise HttpProtocolError(f"response header is invalid: {_truncated(line)}")
             name, previous = fields[-1]
-            fields[-1] = (name, previous + b" " + value if previous else value)
+            fields[-1] = (
+                name,
+                previous + b" " + value if previous and value else previous or value,
+            )
             continue
         field = _field_line.fullmatch(line)
         if field is None:
@@ -287,7 +307,7 @@ class ResponseFraming(NamedTuple):
 def response_framing(head: ResponseHead, request_method: bytes) -> ResponseFraming:
     """Decide the framing of a final (non-1xx) response to a request with `request_method`."""
     length = None
-    codings: list[bytes] = []
+    codings: list[bytes] | None = None
     connection: list[bytes] = []
     timeout = None
     for name, value in head.headers:
@@ -301,7 +321,7 @@ def response_framing(head: ResponseHead, request_method: bytes) -> ResponseFrami
                     raise HttpProtocolError(f"content-length values differ: {_truncated(value)}")
                 length = int(part)
         elif name == b"transfer-encoding":
-            codings += _list_tokens(value)
+            codings = (codings or []) + _list_tokens(value)
         elif name == b"connection":
             connection += _list_tokens(value)
         elif name == b"keep-alive":
@@ -311,7 +331,7 @@ def response_framing(head: ResponseHead, request_method: bytes) -> ResponseFrami
     keep_alive = b"close" not in connection and (
         head.version_minor == 1 or b"keep-alive" in connection
     )
-    if codings:
+    if codings is not None:
         # RFC 9112 6.1 and 6.3: transfer-encoding in HTTP/1.0, or beside content-length, is
         # faulty framing (the shape of request smuggling); only chunked is decoded here.
         if head.version_minor == 0:
@@ -322,7 +342,7 @@ def response_framing(head: ResponseHead, request_method: bytes) -> ResponseFrami
             raise HttpProtocolError(f"transfer-encoding is not supported: {codings!r}")
     if request_method == b"HEAD" or head.status in (204, 304):
         return ResponseFraming(0, False, keep_alive, timeout)
-    if codings:
+    if codings is not None:
         return ResponseFraming(None, True, keep_alive, timeout)
     if length is not None:
         return ResponseFraming(length, False, keep_alive, timeout)
@@ -341,11 +361,20 @@ class ChunkedDecoder:
     body is complete if `done`, else more bytes are needed. Trailers end up in `trailers`.
     """
 
-    __slots__ = ("_max_fields", "_max_line", "_remaining", "_state", "_trailer_lines", "trailers")
+    __slots__ = (
+        "_max_fields",
+        "_max_line",
+        "_remaining",
+        "_scanned",
+        "_state",
+        "_trailer_lines",
+        "trailers",
+    )
 
     def __init__(self, max_line: int, max_fields: int) -> None:
         self._state = _SIZE
         self._remaining = 0
+        self._scanned = 0  # bytes of the current line already searched for its end
         self._max_line = max_line
         self._max_fields = max_fields
         self._trailer_lines: list[bytes] = []
@@ -374,14 +403,17 @@ class ChunkedDecoder:
                 start += 2
                 self._state = _SIZE
                 continue
-            at = buf.find(b"\r\n", start, end)
+            resume = start + max(self._scanned - 1, 0)  # CRLF may straddle the old end
+            at = buf.find(b"\r\n", resume, end)
             if at - start > self._max_line or (at < 0 and end - start > self._max_line + 1):
                 what = "chunk-size" if state == _SIZE else "trailer"
                 raise HttpHeaderTooLong(f"{what} line is longer than {self._max_line} bytes")
             if at < 0:
-                if buf.find(b"\n", start, end) >= 0:
+                if buf.find(b"\n", resume, end) >= 0:
                     raise HttpProtocolError("chunked body has a bare LF line ending")
+                self._scanned = end - start
                 return start, start
+            self._scanned = 0
             line = bytes(buf[start:at])
             start = at + 2
             if state == _SIZE:
