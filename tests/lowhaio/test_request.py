@@ -7,6 +7,7 @@ import asyncio
 import gc
 import hashlib
 import logging
+import os
 import socket
 import ssl
 from collections.abc import AsyncIterator
@@ -215,6 +216,7 @@ async def test_transfer_encoding_body_is_passed_through_as_the_caller_encodes_it
         ((b"abcd",), ((b"content-length", b"3"),), "longer than its content-length"),
         ((b"ab",), ((b"content-length", b"3"),), "1 bytes shorter"),
         ((b"ab",), (), "without content-length or transfer-encoding"),
+        ((), ((b"content-length", b"3"),), "3 bytes shorter"),
         (("text",), ((b"content-length", b"4"),), "bytes-like, not str"),
     ],
 )
@@ -562,6 +564,40 @@ async def test_https_refuses_a_server_that_picks_another_protocol() -> None:
         await close()
 
 
+@pytest.mark.parametrize(
+    ("head", "error"),
+    [
+        (b"", lowhaio.HttpConnectionClosedError),  # reading the head
+        (b"HTTP/1.1 200 OK\r\n\r\n", lowhaio.HttpDataError),  # reading a close-delimited body
+    ],
+)
+async def test_tls_garbage_from_the_server_is_a_data_error_caused_by_tls(
+    head: bytes, error: type[Exception]
+) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(head)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        raw = writer.get_extra_info("socket")
+        with socket.socket(fileno=os.dup(raw.fileno())) as sock:
+            sock.sendall(b"\x17\x03\x03\x00\x20" + bytes(32))  # a record no key made
+        await reader.read()
+
+    async with serve(handler, ssl_context=server_ssl_context()) as server:
+        request, close = Pool(get_ssl_context=client_ssl_context)
+
+        async def get() -> bytes:
+            _, _, body = await request(b"GET", server.url(scheme="https"))
+            return await buffered(body)
+
+        with pytest.raises(error) as info:
+            await get()
+        await close()
+    assert isinstance(info.value, lowhaio.HttpDataError)
+    assert isinstance(info.value.__cause__, ssl.SSLError)
+
+
 async def test_https_download_over_tls() -> None:
     payload = bytes(range(256)) * 40000
 
@@ -787,4 +823,12 @@ async def test_a_response_that_arrives_while_the_body_is_still_being_produced() 
             b"PUT", server.url(), headers=((b"content-length", b"4"),), body=body
         )
         assert (code, await buffered(response)) == (b"200", b"ok")
+        await close()
+
+
+async def test_declared_length_without_a_body_factory_is_refused() -> None:
+    async with serve(respond_with(OK)) as server:
+        request, close = Pool()
+        with pytest.raises(lowhaio.HttpInvalidRequestError, match="3 bytes shorter"):
+            await request(b"POST", server.url(), headers=((b"content-length", b"3"),))
         await close()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from ._exceptions import HttpDataTimeoutError
 
@@ -66,11 +66,11 @@ class Connection(asyncio.BufferedProtocol):
     # Protocol callbacks ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A TCP or TLS transport, asyncio's or uvloop's (which does not subclass Transport).
+        self.transport = cast(asyncio.Transport, transport)
         # Pause as soon as anything is buffered, so that writes wait for the kernel to take
         # each chunk (see the module's docstring).
-        transport.set_write_buffer_limits(high=0)
+        self.transport.set_write_buffer_limits(high=0)
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self.end == len(self.buf):

@@ -113,20 +113,16 @@ def _is_ip(host: str) -> bool:
 
 def _translated(exc: Exception, sent: bool, origin: Origin) -> HttpError:
     """The one place where low-level exceptions become lowhaio's; `exc` becomes the cause."""
-    if isinstance(exc, HttpError):
-        return exc
     cls: type[HttpError]
-    if not sent:
+    if isinstance(exc, TimeoutError):
+        cls = HttpDataTimeoutError if sent else HttpConnectTimeoutError
+    elif not sent:
         if isinstance(exc, socket.gaierror):
             cls = HttpDnsError
-        elif isinstance(exc, TimeoutError):
-            cls = HttpConnectTimeoutError
         elif isinstance(exc, ssl.SSLError):
             cls = HttpTlsError
         else:
             cls = HttpConnectionError
-    elif isinstance(exc, TimeoutError):
-        cls = HttpDataTimeoutError
     elif isinstance(exc, (ConnectionError, EOFError)):
         cls = HttpConnectionClosedError
     else:
@@ -179,7 +175,7 @@ class _PoolState:
             conn.on_idle_event = None
             if conn.expires_at > conn.loop.time():
                 return conn
-            self.discard(conn)
+            self._forget(conn)
             idle = self.idle.get(origin)
         return None
 
@@ -197,7 +193,7 @@ class _PoolState:
             )
             if oldest is None:
                 return False
-            self.discard(oldest)
+            self._forget(oldest)
         self.per_origin[origin] = count + 1
         self.total += 1
         return True
@@ -262,16 +258,24 @@ class _PoolState:
         conn.expires_at = conn.loop.time() + min(keep_alive_timeout, self.keep_alive_timeout)
         conn.on_idle_event = self.discard
         self.idle.setdefault(conn.origin, []).append(conn)
-        if self.sweep is None:
+        if self.sweep is None or conn.expires_at < self.sweep.when():
+            if self.sweep is not None:
+                self.sweep.cancel()
             self.sweep = conn.loop.call_at(conn.expires_at, self._sweep)
         if self.waiters:
             self.grant()
 
     def discard(self, conn: Connection) -> None:
-        """Close a connection and forget it."""
+        """Close a connection, forget it, and give its slot to a waiter."""
+        if self._forget(conn) and self.waiters:
+            self.grant()
+
+    def _forget(self, conn: Connection) -> bool:
+        """Close a connection and forget it; whether it was still counted. Never grants, so
+        that `grant` (through `take_idle` and `reserve`) is never re-entered."""
         conn.close()
         if conn not in self.connections:
-            return
+            return False
         self.connections.remove(conn)
         if conn.on_idle_event is not None:
             conn.on_idle_event = None
@@ -280,8 +284,7 @@ class _PoolState:
             if not idle:
                 del self.idle[conn.origin]
         self._uncount(conn.origin)
-        if self.waiters:
-            self.grant()
+        return True
 
     def _uncount(self, origin: Origin) -> None:
         self.total -= 1
@@ -374,7 +377,7 @@ class ResponseBody:
                 chunk = await self._next_until_close(conn)
         except BaseException as exc:
             self._abandon()
-            if isinstance(exc, Exception):
+            if isinstance(exc, Exception) and not isinstance(exc, HttpError):
                 raise _translated(exc, True, conn.origin) from exc
             raise
         if not chunk:
@@ -386,7 +389,7 @@ class ResponseBody:
             if conn.eof:
                 raise HttpConnectionClosedError(
                     f"connection closed with {remaining} bytes of the body unread"
-                )
+                ) from conn.lost_error
             await conn.read_more(self._timeout)
         chunk = conn.take(remaining)
         self._remaining = remaining = remaining - len(chunk)
@@ -406,7 +409,9 @@ class ResponseBody:
                 self._finish(conn)
                 return b""
             if conn.eof:
-                raise HttpConnectionClosedError("connection closed inside the chunked body")
+                raise HttpConnectionClosedError(
+                    "connection closed inside the chunked body"
+                ) from conn.lost_error
             await conn.read_more(self._timeout)
 
     async def _next_until_close(self, conn: Connection) -> bytes:
@@ -496,7 +501,7 @@ async def _read_head(
                 raise HttpConnectionClosedError(
                     "connection closed before the response head was complete"
                     f" ({conn.end - conn.start} bytes of it received)"
-                )
+                ) from conn.lost_error
             searched = conn.end - conn.start
             await conn.read_more(timeout)
         head = parse_head(bytes(conn.view[conn.start : at - 4]), max_headers)
@@ -569,6 +574,8 @@ def Pool(
                 if alpn not in (None, "http/1.1"):
                     conn.close()
                     raise HttpTlsError(f"server chose ALPN protocol {alpn!r}, not http/1.1")
+        except HttpError:
+            raise
         except Exception as exc:
             raise _translated(exc, False, origin) from exc
         logger.debug("connection opened to %s:%s (%s)", origin.host, origin.port, address)
@@ -631,7 +638,7 @@ def Pool(
                 response_frame = response_framing(response, method)
         except BaseException as exc:
             state.discard(conn)
-            if isinstance(exc, Exception):
+            if isinstance(exc, Exception) and not isinstance(exc, HttpError):
                 raise _translated(exc, sent, origin) from exc
             raise
         if caller_error is not None:
