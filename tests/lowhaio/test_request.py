@@ -832,3 +832,24 @@ async def test_declared_length_without_a_body_factory_is_refused() -> None:
         with pytest.raises(lowhaio.HttpInvalidRequestError, match="3 bytes shorter"):
             await request(b"POST", server.url(), headers=((b"content-length", b"3"),))
         await close()
+
+
+async def test_chunked_body_delivered_as_it_arrives_then_released() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"0\r\n\r\n")
+        await read_request(reader)
+        writer.write(OK)
+        await reader.read()
+
+    async with serve(handler) as server:
+        request, close = Pool()
+        _, _, body = await request(b"GET", server.url())
+        assert [chunk async for chunk in body] == [b"abcde"]  # joined: both were buffered
+        _, _, body = await request(b"GET", server.url())
+        assert await buffered(body) == b"ok"
+        await close()
+    assert server.connections == 1

@@ -399,14 +399,19 @@ class ResponseBody:
 
     async def _next_chunked(self, conn: Connection, decoder: ChunkedDecoder) -> bytes:
         while True:
+            # All the payload already buffered, joined: one copy and one iteration per read
+            # rather than per chunk (servers often send chunks of a few KiB).
+            pieces = []
             start, end = decoder.read(conn.buf, conn.start, conn.end)
-            if start != end:
-                chunk = bytes(conn.view[start:end])
-                conn.consume(end)
-                return chunk
+            while start != end:
+                pieces.append(conn.view[start:end])
+                start, end = decoder.read(conn.buf, end, conn.end)
             conn.consume(end)
             if decoder.done:
                 self._finish(conn)
+            if pieces:
+                return b"".join(pieces)
+            if decoder.done:
                 return b""
             if conn.eof:
                 raise HttpConnectionClosedError(
