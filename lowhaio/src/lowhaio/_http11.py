@@ -53,6 +53,8 @@ _chunk_line = re.compile(
     + _QUOTED
     + rb"))?)*"
 )
+# The common case, a size line without extensions, matched in place in the caller's buffer.
+_plain_chunk_line = re.compile(rb"([0-9A-Fa-f]{1,16})\r\n")
 _keep_alive_timeout = re.compile(rb"(?:^|[ \t,])timeout[ \t]*=[ \t]*([0-9]{1,9})(?:$|[ \t,])")
 
 # RFC 3986 2.2 and 3.3-3.4: what may stand unencoded in a path and a query. '%' is kept so that
@@ -398,11 +400,18 @@ class ChunkedDecoder:
             if state == _DATA_END:
                 if end - start < 2:
                     return start, start
-                if buf[start : start + 2] != b"\r\n":
+                if not buf.startswith(b"\r\n", start):
                     raise HttpProtocolError("chunk data is not followed by CRLF")
                 start += 2
-                self._state = _SIZE
-                continue
+                self._state = state = _SIZE
+            if state == _SIZE:
+                plain = _plain_chunk_line.match(buf, start, end)
+                if plain is not None and plain.end() - start - 2 <= self._max_line:
+                    start = plain.end()
+                    self._scanned = 0
+                    self._remaining = int(plain[1], 16)
+                    self._state = _DATA if self._remaining else _TRAILER
+                    continue
             resume = start + max(self._scanned - 1, 0)  # CRLF may straddle the old end
             at = buf.find(b"\r\n", resume, end)
             if at - start > self._max_line or (at < 0 and end - start > self._max_line + 1):
