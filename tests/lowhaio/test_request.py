@@ -837,7 +837,9 @@ async def test_declared_length_without_a_body_factory_is_refused() -> None:
 async def test_chunked_body_delivered_as_it_arrives_then_released() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n"
+        )
         await writer.drain()
         await asyncio.sleep(0.05)
         writer.write(b"0\r\n\r\n")
@@ -853,3 +855,28 @@ async def test_chunked_body_delivered_as_it_arrives_then_released() -> None:
         assert await buffered(body) == b"ok"
         await close()
     assert server.connections == 1
+
+
+async def test_a_body_that_is_not_a_factory_is_refused_before_connecting() -> None:
+    async def factory() -> AsyncIterator[bytes]:
+        yield b"abc"
+
+    def not_async() -> list[bytes]:
+        return [b"abc"]
+
+    async with serve(respond_with(OK)) as server:
+        request, close = Pool()
+        for body, message in [
+            (b"abc", "factory returning an async iterable, not bytes"),
+            (factory(), "not async_generator"),
+            (not_async, "must return an async iterable, not list"),
+        ]:
+            with pytest.raises(lowhaio.HttpInvalidRequestError, match=message):
+                await request(
+                    b"PUT",
+                    server.url(),
+                    headers=((b"content-length", b"3"),),
+                    body=body,  # type: ignore[arg-type]
+                )
+        await close()
+    assert server.connections == 0

@@ -451,6 +451,22 @@ class ResponseBody:
                 self._abandon()
 
 
+def _open_body(
+    body: BodyFactory, body_args: tuple[Any, ...], body_kwargs: Mapping[str, Any]
+) -> AsyncIterator[Chunk]:
+    """Call the body factory (an exception it raises is the caller's, and propagates)."""
+    if not callable(body):
+        raise HttpInvalidRequestError(
+            f"body must be a factory returning an async iterable, not {type(body).__name__}"
+        )
+    chunks = body(*body_args, **body_kwargs)
+    if not isinstance(chunks, AsyncIterable):
+        raise HttpInvalidRequestError(
+            f"body factory must return an async iterable, not {type(chunks).__name__}"
+        )
+    return aiter(chunks)
+
+
 async def _send_body(
     conn: Connection, chunks: AsyncIterator[Chunk], framing: RequestFraming, timeout: float
 ) -> Exception | None:
@@ -617,6 +633,9 @@ def Pool(
         head, framing = request_head(
             method, request_target(target, params), target.host_header, headers
         )
+        chunks = None
+        if body is not empty_body or framing.length or framing.chunked:
+            chunks = _open_body(body, body_args, body_kwargs)
         origin = target.origin
         conn = await acquire(origin)
         conn.requests += 1
@@ -634,10 +653,8 @@ def Pool(
         try:
             conn.write(head)
             sent = True
-            if body is not empty_body or framing.length or framing.chunked:
-                caller_error = await _send_body(
-                    conn, aiter(body(*body_args, **body_kwargs)), framing, write_timeout
-                )
+            if chunks is not None:
+                caller_error = await _send_body(conn, chunks, framing, write_timeout)
             if caller_error is None:
                 response = await _read_head(conn, read_timeout, max_head_bytes, max_headers)
                 response_frame = response_framing(response, method)
