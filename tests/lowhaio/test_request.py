@@ -880,3 +880,31 @@ async def test_a_body_that_is_not_a_factory_is_refused_before_connecting() -> No
                 )
         await close()
     assert server.connections == 0
+
+
+@pytest.mark.parametrize(("interim", "ok"), [(16, True), (17, False)])
+async def test_interim_responses_are_skipped_up_to_a_limit(interim: int, ok: bool) -> None:
+    early_hints = b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>\r\n\r\n" * interim
+    [(code, result)] = await _exchange(early_hints + OK)
+    if ok:
+        assert (code, result) == (b"200", b"ok")
+    else:
+        assert isinstance(result, lowhaio.HttpProtocolError)
+        assert "more than 16 interim" in str(result)
+
+
+async def test_close_during_connect_closes_the_new_connection() -> None:
+    handshakes = asyncio.Event()
+    server_context = server_ssl_context()
+
+    def slow_sni(sock: ssl.SSLObject, name: str | None, context: ssl.SSLContext) -> None:
+        handshakes.set()
+
+    server_context.sni_callback = slow_sni  # type: ignore[assignment]
+    async with serve(respond_with(OK), ssl_context=server_context) as server:
+        request, close = Pool(get_ssl_context=client_ssl_context)
+        task = asyncio.create_task(request(b"GET", server.url(scheme="https", host="localhost")))
+        await handshakes.wait()  # the TLS handshake is under way: the slot is reserved
+        await close()
+        with pytest.raises(lowhaio.HttpPoolClosedError):
+            await task

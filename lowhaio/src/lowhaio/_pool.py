@@ -56,6 +56,10 @@ from ._http11 import (
 
 logger = logging.getLogger("lowhaio")
 
+# 1xx responses skipped before a final one: a few 103 Early Hints are normal, an endless stream
+# of them is a server holding the request forever.
+MAX_INTERIM_RESPONSES = 16
+
 Chunk = bytes | bytearray | memoryview
 BodyFactory = Callable[..., AsyncIterable[Chunk]]
 Params = Iterable[tuple[str | bytes, str | bytes]]
@@ -515,7 +519,7 @@ async def _read_head(
     conn: Connection, timeout: float, max_head_bytes: int, max_headers: int
 ) -> ResponseHead:
     """Read a final response head, skipping interim 1xx responses (RFC 9110 15.2)."""
-    while True:
+    for _ in range(MAX_INTERIM_RESPONSES + 1):
         searched = 0
         while (at := find_head_end(conn.buf, conn.start, conn.end, searched, max_head_bytes)) < 0:
             if conn.eof:
@@ -531,6 +535,7 @@ async def _read_head(
             return head
         if head.status == 101:
             raise HttpProtocolError("101 Switching Protocols, but no upgrade was asked for")
+    raise HttpProtocolError(f"more than {MAX_INTERIM_RESPONSES} interim (1xx) responses")
 
 
 def Pool(
@@ -618,6 +623,9 @@ def Pool(
             state.unreserve(origin)
             raise
         state.opened(conn)
+        if state.closed:  # close() ran while this connection was being opened
+            state.discard(conn)
+            raise HttpPoolClosedError("the pool was closed")
         return conn
 
     async def request(
