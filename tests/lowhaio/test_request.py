@@ -630,39 +630,6 @@ async def test_refused_connection_is_a_connection_error() -> None:
     assert isinstance(info.value.__cause__, ConnectionRefusedError)
 
 
-async def test_dns_failures_are_dns_errors() -> None:
-    async def fails(host: str) -> list[str]:
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-
-    async def empty(host: str) -> list[str]:
-        return []
-
-    for resolve in (fails, empty):
-        request, close = Pool(resolve=resolve)
-        with pytest.raises(lowhaio.HttpDnsError):
-            await request(b"GET", "http://name.test/")
-        await close()
-
-
-async def test_each_resolved_address_is_tried_in_turn() -> None:
-    names = []
-
-    async def resolve(host: str) -> list[str]:
-        names.append(host)
-        return ["127.0.0.2", "127.0.0.1"]  # nothing listens on 127.0.0.2
-
-    async with serve(respond_with(OK)) as server:
-        request, close = Pool(resolve=resolve)
-        _, _, body = await request(b"GET", f"http://xn--bcher-kva.test:{server.port}/")
-        assert await buffered(body) == b"ok"
-        await close()
-    assert names == ["xn--bcher-kva.test"]
-
-
-async def test_system_resolver_finds_localhost() -> None:
-    assert "127.0.0.1" in await lowhaio.system_resolve("localhost")
-
-
 async def test_connect_timeout_covers_the_tls_handshake() -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read()
@@ -749,8 +716,8 @@ async def test_debug_log_names_requests_without_secrets(caplog: pytest.LogCaptur
         await buffered(body)
         await close()
     text = caplog.text
-    assert "GET http://127.0.0.1" in text
-    assert "/path" in text
+    assert f"request 1: GET http://127.0.0.1:{server.port}/path head sent" in text
+    assert "request 1: response 200" in text
     assert "secret" not in text
 
 

@@ -8,6 +8,7 @@ await close()
 """
 
 from ._body import buffered, streamed
+from ._dns import default_dns_resolver
 from ._exceptions import (
     HttpConnectionClosedError,
     HttpConnectionError,
@@ -15,12 +16,14 @@ from ._exceptions import (
     HttpDataError,
     HttpDataTimeoutError,
     HttpDnsError,
+    HttpDnsTimeoutError,
     HttpError,
     HttpHeaderTooLong,
     HttpInvalidRequestError,
     HttpPoolClosedError,
     HttpPoolTimeoutError,
     HttpProtocolError,
+    HttpStaleConnectionError,
     HttpTimeoutError,
     HttpTlsError,
     HttpTooManyHeaders,
@@ -32,11 +35,11 @@ from ._pool import (
     Pool,
     Request,
     Response,
-    ResponseBody,
     default_ssl_context,
     empty_body,
-    system_resolve,
 )
+from ._response import ResponseBody
+from .hookspecs import hookimpl
 
 __version__ = "0.1.0"
 
@@ -50,12 +53,14 @@ __all__ = [
     "HttpDataError",
     "HttpDataTimeoutError",
     "HttpDnsError",
+    "HttpDnsTimeoutError",
     "HttpError",
     "HttpHeaderTooLong",
     "HttpInvalidRequestError",
     "HttpPoolClosedError",
     "HttpPoolTimeoutError",
     "HttpProtocolError",
+    "HttpStaleConnectionError",
     "HttpTimeoutError",
     "HttpTlsError",
     "HttpTooManyHeaders",
@@ -64,8 +69,9 @@ __all__ = [
     "Response",
     "ResponseBody",
     "buffered",
+    "default_dns_resolver",
     "default_ssl_context",
     "empty_body",
+    "hookimpl",
     "streamed",
-    "system_resolve",
 ]

@@ -14,6 +14,7 @@ fails the future: the task is never cancelled, so its cancellation count is neve
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
@@ -40,15 +41,25 @@ def _timed_out(waiter: asyncio.Future[None], what: str, timeout: float) -> None:
 class Connection(asyncio.BufferedProtocol):
     """A connection's transport, read buffer and wake-ups, plus what the pool keeps about it."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, origin: Origin, buffer_bytes: int) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        origin: Origin,
+        sock: socket.socket,
+        address: str,
+        buffer_bytes: int,
+    ) -> None:
         self.loop = loop
         self.origin = origin
+        self.sock = sock  # owned by the transport: only ever peeked at, by `peer_closed`
+        self.address = address  # the IP address connected to
         self.transport: asyncio.Transport
         # Unconsumed bytes are buf[start:end]; the loop writes into buf[end:].
         self.buf = bytearray(buffer_bytes)
         self.view = memoryview(self.buf)
         self.start = 0
         self.end = 0
+        self.received = 0  # bytes received in all, to tell whether a response has begun
         self.eof = False  # the server closed its side, or the connection is lost
         self.lost = False
         self.lost_error: Exception | None = None  # why, when it was not a clean close
@@ -60,6 +71,7 @@ class Connection(asyncio.BufferedProtocol):
         # Kept by the pool: when an idle connection expires, and how many requests it carried.
         self.expires_at = 0.0
         self.requests = 0
+        self.request_id: int | None = None  # of the request using it, or that last used it
         # Set by the pool while the connection is idle: called if the server sends or closes.
         self.on_idle_event: Callable[[Connection], None] | None = None
 
@@ -89,6 +101,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.end += nbytes
+        self.received += nbytes
         if self.end == len(self.buf) and not self.start:
             self.transport.pause_reading()
             self._reading_paused = True
@@ -176,6 +189,17 @@ class Connection(asyncio.BufferedProtocol):
             self._write_waiter = None
             timer.cancel()
         self._check_open()
+
+    def peer_closed(self) -> bool:
+        """Whether the server has closed this idle connection, or sent on it, as far as the
+        kernel knows: one non-blocking peek, for what the loop has not yet seen."""
+        try:
+            self.sock.recv(1, socket.MSG_PEEK)
+        except BlockingIOError:
+            return False
+        except OSError:
+            pass  # reset
+        return True  # EOF, or bytes nobody asked for
 
     def close(self) -> None:
         """Close at once: a connection is closed only when it cannot be reused."""

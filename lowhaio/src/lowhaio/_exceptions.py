@@ -11,6 +11,8 @@ other `BaseException`s are never translated.
 
 from __future__ import annotations
 
+import ssl
+
 __all__ = [
     "HttpConnectTimeoutError",
     "HttpConnectionClosedError",
@@ -18,12 +20,14 @@ __all__ = [
     "HttpDataError",
     "HttpDataTimeoutError",
     "HttpDnsError",
+    "HttpDnsTimeoutError",
     "HttpError",
     "HttpHeaderTooLong",
     "HttpInvalidRequestError",
     "HttpPoolClosedError",
     "HttpPoolTimeoutError",
     "HttpProtocolError",
+    "HttpStaleConnectionError",
     "HttpTimeoutError",
     "HttpTlsError",
     "HttpTooManyHeaders",
@@ -88,3 +92,27 @@ class HttpHeaderTooLong(HttpProtocolError):
 
 class HttpTooManyHeaders(HttpProtocolError):
     """The response head, or its trailers, had more fields than the limit."""
+
+
+class HttpDnsTimeoutError(HttpDnsError, HttpTimeoutError):
+    """The DNS servers did not answer in time."""
+
+
+class HttpStaleConnectionError(HttpConnectionError):
+    """A reused keep-alive connection closed before any byte of the response arrived: the
+    server closed it while idle, so it did not process the request, and retrying is safe."""
+
+
+def translated(exc: Exception, sent: bool, where: str) -> HttpError:
+    """The one place where low-level exceptions become lowhaio's, by what was sent; the caller
+    raises the result `from exc`."""
+    cls: type[HttpError]
+    if isinstance(exc, TimeoutError):
+        cls = HttpDataTimeoutError if sent else HttpConnectTimeoutError
+    elif not sent:
+        cls = HttpTlsError if isinstance(exc, ssl.SSLError) else HttpConnectionError
+    elif isinstance(exc, (ConnectionError, EOFError)):
+        cls = HttpConnectionClosedError
+    else:
+        cls = HttpDataError
+    return cls(f"{where}: {type(exc).__name__}: {exc}")

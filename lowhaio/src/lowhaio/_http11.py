@@ -92,6 +92,7 @@ class Target(NamedTuple):
     host_header: bytes
     path_query: bytes  # origin-form request target, without the caller's `params`
     has_query: bool
+    is_ip: bool  # the host is an IP literal: no DNS
 
 
 def parse_url(url: str) -> Target:
@@ -126,6 +127,7 @@ def _parse_url(url: str) -> Target:
         except ValueError as exc:
             raise HttpInvalidRequestError(f"url host is not an IPv6 address: {host!r}") from exc
         authority = f"[{host}]"
+        is_ip = True
     else:
         try:
             host = host.encode("idna").decode("ascii")
@@ -134,6 +136,7 @@ def _parse_url(url: str) -> Target:
         if not _host_name.fullmatch(host):
             raise HttpInvalidRequestError(f"url host is not a valid name: {host!r}")
         authority = host
+        is_ip = _is_ipv4(host)
     default_port = _DEFAULT_PORTS[scheme]
     if port == 0:
         raise HttpInvalidRequestError("url port must be 1-65535")
@@ -149,7 +152,16 @@ def _parse_url(url: str) -> Target:
         authority.encode("ascii"),
         path_query.encode("ascii"),
         bool(query),
+        is_ip,
     )
+
+
+def _is_ipv4(host: str) -> bool:
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def request_target(target: Target, params: Iterable[tuple[str | bytes, str | bytes]]) -> bytes:
@@ -179,6 +191,7 @@ class RequestFraming(NamedTuple):
     length: int | None  # content-length, or None when the request declares no length
     chunked: bool  # transfer-encoding: the body factory yields already-encoded chunks
     close: bool  # the caller sent `connection: close`
+    expect_continue: bool = False  # the caller sent `expect: 100-continue`
 
 
 def request_head(
@@ -189,7 +202,7 @@ def request_head(
         raise HttpInvalidRequestError(f"method must be a token as bytes: {method!r}")
     lines = [method, b" ", target, b" HTTP/1.1\r\n"]
     length = None
-    chunked = close = has_host = False
+    chunked = close = has_host = expect_continue = False
     for field in headers:
         try:
             name, value = field
@@ -217,13 +230,15 @@ def request_head(
             chunked = True
         elif lname == b"connection":
             close = close or b"close" in _list_tokens(value)
+        elif lname == b"expect":
+            expect_continue = value.lower() == b"100-continue"
         lines += (name, b": ", value, b"\r\n")
     if length is not None and chunked:
         raise HttpInvalidRequestError("content-length and transfer-encoding are both given")
     if not has_host:
         lines[4:4] = (b"host: ", host, b"\r\n")
     lines.append(b"\r\n")
-    return b"".join(lines), RequestFraming(length, chunked, close)
+    return b"".join(lines), RequestFraming(length, chunked, close, expect_continue)
 
 
 # Responses -----------------------------------------------------------------------------------

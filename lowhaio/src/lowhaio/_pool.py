@@ -1,70 +1,55 @@
-"""`Pool`: connections opened, reused and closed; requests sent and responses framed.
+"""`Pool`: requests sent over pooled connections, and their responses framed.
 
-Strategy: `Pool(...)` returns `request` and `close` closures over one `_PoolState`, the only
-home of mutable pool state. A request runs entirely in its caller's task: it takes an idle
-connection, or a free slot to open one, or waits its turn (FIFO) for either; it writes the head
-and streams the body; it reads the response head and returns a `ResponseBody`. When the body is
-read to its end the connection goes back to the pool; when the caller abandons it (aclose,
-break, cancellation, garbage collection) the connection is closed, so the pool never leaks.
-
-Low-level exceptions are translated to lowhaio's in one place, `_translated`, which knows
-whether any byte of the request was sent.
+Strategy: `Pool(...)` returns `request` and `close` closures over one `PoolState` (the only home
+of mutable pool state). A request runs entirely in its caller's task: it resolves the host, takes
+an idle connection, or a free slot to open one, or waits its turn for either; it writes the head
+and streams the body; it reads the response head and returns a `ResponseBody`. Low-level
+exceptions are translated to lowhaio's in one place (`_exceptions.translated`), by whether any
+byte of the request was sent; events go to the debug log and the plugins from one emit point
+(`_trace.Tracer`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ipaddress
-import logging
-import socket
+import itertools
 import ssl
-from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from ._connect import connect_first
 from ._connection import Connection
+from ._dns import DnsResolver, default_dns_resolver, resolve_addresses
 from ._exceptions import (
     HttpConnectionClosedError,
-    HttpConnectionError,
-    HttpConnectTimeoutError,
-    HttpDataError,
-    HttpDataTimeoutError,
-    HttpDnsError,
     HttpError,
     HttpInvalidRequestError,
     HttpPoolClosedError,
-    HttpPoolTimeoutError,
-    HttpProtocolError,
+    HttpStaleConnectionError,
     HttpTlsError,
+    translated,
 )
 from ._http11 import (
     ChunkedDecoder,
     Headers,
     Origin,
     RequestFraming,
-    ResponseFraming,
-    ResponseHead,
-    find_head_end,
-    parse_head,
+    Target,
     parse_url,
     request_head,
     request_target,
     response_framing,
 )
-
-logger = logging.getLogger("lowhaio")
-
-# 1xx responses skipped before a final one: a few 103 Early Hints are normal, an endless stream
-# of them is a server holding the request forever.
-MAX_INTERIM_RESPONSES = 16
+from ._response import ResponseBody, await_continue, read_head
+from ._state import Addresses, PoolState
+from ._trace import Tracer
 
 Chunk = bytes | bytearray | memoryview
 BodyFactory = Callable[..., AsyncIterable[Chunk]]
 Params = Iterable[tuple[str | bytes, str | bytes]]
 RequestHeaders = Iterable[tuple[bytes, bytes]]
-Response = tuple[bytes, Headers, "ResponseBody"]
+Response = tuple[bytes, Headers, ResponseBody]
 
 
 async def empty_body() -> AsyncIterator[bytes]:
@@ -101,358 +86,8 @@ def default_ssl_context() -> ssl.SSLContext:
     return context
 
 
-async def system_resolve(host: str) -> list[str]:
-    """The host's addresses from the system resolver (getaddrinfo), in its order."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
-def _translated(exc: Exception, sent: bool, origin: Origin) -> HttpError:
-    """The one place where low-level exceptions become lowhaio's; `exc` becomes the cause."""
-    cls: type[HttpError]
-    if isinstance(exc, TimeoutError):
-        cls = HttpDataTimeoutError if sent else HttpConnectTimeoutError
-    elif not sent:
-        if isinstance(exc, socket.gaierror):
-            cls = HttpDnsError
-        elif isinstance(exc, ssl.SSLError):
-            cls = HttpTlsError
-        else:
-            cls = HttpConnectionError
-    elif isinstance(exc, (ConnectionError, EOFError)):
-        cls = HttpConnectionClosedError
-    else:
-        cls = HttpDataError
-    return cls(f"{origin.scheme}://{origin.host}:{origin.port}: {type(exc).__name__}: {exc}")
-
-
-def _pool_timed_out(waiter: asyncio.Future[Connection | None], timeout: float) -> None:
-    if not waiter.done():
-        waiter.set_exception(HttpPoolTimeoutError(f"no connection was free within {timeout} s"))
-
-
-class _PoolState:
-    """Every mutable part of a pool, changed only through the methods below.
-
-    A connection is counted in `total` and `opening` from the moment its slot is reserved (so
-    limits hold while it connects) until it is closed.
-    """
-
-    def __init__(
-        self,
-        max_connections: int,
-        max_connections_per_host: int,
-        max_requests_per_connection: int | None,
-        keep_alive_timeout: float,
-    ) -> None:
-        self.max_total = max_connections
-        self.max_per_origin = max_connections_per_host
-        self.max_requests = max_requests_per_connection
-        self.keep_alive_timeout = keep_alive_timeout
-        self.loop: asyncio.AbstractEventLoop | None = None  # taken at the first request
-
-        self.connections: set[Connection] = set()  # every open connection, idle or in use
-        self.idle: dict[Origin, list[Connection]] = {}  # reusable, most recently used last
-        self.per_origin: dict[Origin, int] = {}  # connections open or opening, per origin
-        self.total = 0  # connections open or opening
-        self.waiters: deque[tuple[Origin, asyncio.Future[Connection | None]]] = deque()
-        self.sweep: asyncio.TimerHandle | None = None  # closes idle connections as they expire
-        self.closed = False
-
-    # Acquiring ---------------------------------------------------------------------------------
-
-    def take_idle(self, origin: Origin) -> Connection | None:
-        """A live, unexpired idle connection to `origin`, if there is one."""
-        idle = self.idle.get(origin)
-        while idle:
-            conn = idle.pop()
-            if not idle:
-                del self.idle[origin]
-            conn.on_idle_event = None
-            if conn.expires_at > conn.loop.time():
-                return conn
-            self._forget(conn)
-            idle = self.idle.get(origin)
-        return None
-
-    def reserve(self, origin: Origin) -> bool:
-        """Count a connection about to be opened to `origin`, if the limits allow one."""
-        count = self.per_origin.get(origin, 0)
-        if count >= self.max_per_origin:
-            return False
-        if self.total >= self.max_total:
-            # At the limit: close the least recently used idle connection to another origin.
-            oldest = min(
-                (conns[0] for conns in self.idle.values()),
-                key=lambda conn: conn.expires_at,
-                default=None,
-            )
-            if oldest is None:
-                return False
-            self._forget(oldest)
-        self.per_origin[origin] = count + 1
-        self.total += 1
-        return True
-
-    async def wait_turn(self, origin: Origin, timeout: float) -> Connection | None:
-        """Wait in FIFO order for an idle connection (returned) or a reserved slot (None)."""
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[Connection | None] = loop.create_future()
-        self.waiters.append((origin, waiter))
-        timer = loop.call_later(timeout, _pool_timed_out, waiter, timeout)
-        try:
-            return await waiter
-        except BaseException:
-            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                # Granted just as this task was cancelled: pass it on.
-                granted = waiter.result()
-                if granted is None:
-                    self.unreserve(origin)
-                else:
-                    self.release(granted, self.keep_alive_timeout)
-            raise
-        finally:
-            timer.cancel()
-
-    def grant(self) -> None:
-        """Give waiters, oldest first, what has become free."""
-        waiting: deque[tuple[Origin, asyncio.Future[Connection | None]]] = deque()
-        for origin, waiter in self.waiters:
-            if waiter.done():
-                continue  # timed out or cancelled
-            conn = self.take_idle(origin)
-            if conn is not None:
-                waiter.set_result(conn)
-            elif self.reserve(origin):
-                waiter.set_result(None)
-            else:
-                waiting.append((origin, waiter))
-        self.waiters = waiting
-
-    def opened(self, conn: Connection) -> None:
-        self.loop = conn.loop
-        self.connections.add(conn)
-
-    def unreserve(self, origin: Origin) -> None:
-        """Uncount a connection that failed to open."""
-        self._uncount(origin)
-        self.grant()
-
-    # Releasing ---------------------------------------------------------------------------------
-
-    def release(self, conn: Connection, keep_alive_timeout: float | None) -> None:
-        """Return a connection whose exchange is complete: idle if reusable, else closed.
-        `keep_alive_timeout` is None when the connection must not be reused."""
-        if (
-            keep_alive_timeout is None
-            or self.closed
-            or conn.eof
-            or (self.max_requests is not None and conn.requests >= self.max_requests)
-        ):
-            self.discard(conn)
-            return
-        conn.expires_at = conn.loop.time() + min(keep_alive_timeout, self.keep_alive_timeout)
-        conn.on_idle_event = self.discard
-        self.idle.setdefault(conn.origin, []).append(conn)
-        if self.sweep is None or conn.expires_at < self.sweep.when():
-            if self.sweep is not None:
-                self.sweep.cancel()
-            self.sweep = conn.loop.call_at(conn.expires_at, self._sweep)
-        if self.waiters:
-            self.grant()
-
-    def discard(self, conn: Connection) -> None:
-        """Close a connection, forget it, and give its slot to a waiter."""
-        if self._forget(conn) and self.waiters:
-            self.grant()
-
-    def _forget(self, conn: Connection) -> bool:
-        """Close a connection and forget it; whether it was still counted. Never grants, so
-        that `grant` (through `take_idle` and `reserve`) is never re-entered."""
-        conn.close()
-        if conn not in self.connections:
-            return False
-        self.connections.remove(conn)
-        if conn.on_idle_event is not None:
-            conn.on_idle_event = None
-            idle = self.idle[conn.origin]
-            idle.remove(conn)
-            if not idle:
-                del self.idle[conn.origin]
-        self._uncount(conn.origin)
-        return True
-
-    def _uncount(self, origin: Origin) -> None:
-        self.total -= 1
-        count = self.per_origin[origin] - 1
-        if count:
-            self.per_origin[origin] = count
-        else:
-            del self.per_origin[origin]
-
-    def _sweep(self) -> None:
-        """Close the idle connections that have expired; run again at the next expiry."""
-        assert self.loop is not None
-        self.sweep = None
-        now = self.loop.time()
-        next_expiry = None
-        for conns in list(self.idle.values()):
-            for conn in list(conns):
-                if conn.expires_at <= now:
-                    self.discard(conn)
-                elif next_expiry is None or conn.expires_at < next_expiry:
-                    next_expiry = conn.expires_at
-        if next_expiry is not None:
-            self.sweep = self.loop.call_at(next_expiry, self._sweep)
-
-    async def close(self) -> None:
-        self.closed = True
-        if self.sweep is not None:
-            self.sweep.cancel()
-            self.sweep = None
-        for _, waiter in self.waiters:
-            if not waiter.done():
-                waiter.set_exception(HttpPoolClosedError("the pool was closed"))
-        self.waiters.clear()
-        conns = list(self.connections)
-        for conn in conns:
-            self.discard(conn)
-        for conn in conns:
-            await conn.wait_closed()
-
-
-class ResponseBody:
-    """The response body, an async iterator of `bytes`.
-
-    Read to its end, it returns its connection to the pool; abandoned (`aclose()`, a `break`,
-    cancellation, garbage collection), it closes the connection. After a chunked body,
-    `trailers` holds the trailer fields as `(lowercased name, value)` pairs.
-    """
-
-    __slots__ = ("_chunk", "_conn", "_decoder", "_keep_alive", "_remaining", "_state", "_timeout")
-
-    def __init__(
-        self,
-        conn: Connection | None,
-        state: _PoolState,
-        framing: ResponseFraming,
-        keep_alive: float | None,
-        timeout: float,
-        chunk: bytes,
-        decoder: ChunkedDecoder | None,
-    ) -> None:
-        self._conn = conn
-        self._state = state
-        self._remaining = framing.length
-        self._decoder = decoder
-        self._keep_alive = keep_alive
-        self._timeout = timeout
-        self._chunk = chunk  # the whole body, when it was already read with the head
-
-    @property
-    def trailers(self) -> Headers:
-        return () if self._decoder is None else self._decoder.trailers
-
-    def __aiter__(self) -> ResponseBody:
-        return self
-
-    async def __anext__(self) -> bytes:
-        conn = self._conn
-        if conn is None:
-            chunk = self._chunk
-            if not chunk:
-                raise StopAsyncIteration
-            self._chunk = b""
-            return chunk
-        try:
-            if self._decoder is not None:
-                chunk = await self._next_chunked(conn, self._decoder)
-            elif self._remaining is not None:
-                chunk = await self._next_sized(conn, self._remaining)
-            else:
-                chunk = await self._next_until_close(conn)
-        except BaseException as exc:
-            self._abandon()
-            if isinstance(exc, Exception) and not isinstance(exc, HttpError):
-                raise _translated(exc, True, conn.origin) from exc
-            raise
-        if not chunk:
-            raise StopAsyncIteration
-        return chunk
-
-    async def _next_sized(self, conn: Connection, remaining: int) -> bytes:
-        while conn.start == conn.end:
-            if conn.eof:
-                raise HttpConnectionClosedError(
-                    f"connection closed with {remaining} bytes of the body unread"
-                ) from conn.lost_error
-            await conn.read_more(self._timeout)
-        chunk = conn.take(remaining)
-        self._remaining = remaining = remaining - len(chunk)
-        if not remaining:
-            self._finish(conn)
-        return chunk
-
-    async def _next_chunked(self, conn: Connection, decoder: ChunkedDecoder) -> bytes:
-        while True:
-            # All the payload already buffered, joined: one copy and one iteration per read
-            # rather than per chunk (servers often send chunks of a few KiB).
-            pieces = []
-            start, end = decoder.read(conn.buf, conn.start, conn.end)
-            while start != end:
-                pieces.append(conn.view[start:end])
-                start, end = decoder.read(conn.buf, end, conn.end)
-            conn.consume(end)
-            if decoder.done:
-                self._finish(conn)
-            if pieces:
-                return b"".join(pieces)
-            if decoder.done:
-                return b""
-            if conn.eof:
-                raise HttpConnectionClosedError(
-                    "connection closed inside the chunked body"
-                ) from conn.lost_error
-            await conn.read_more(self._timeout)
-
-    async def _next_until_close(self, conn: Connection) -> bytes:
-        while conn.start == conn.end:
-            if conn.eof:
-                if conn.lost_error is not None:
-                    raise conn.lost_error  # a reset, not a close: the body may be cut short
-                self._finish(conn)
-                return b""
-            await conn.read_more(self._timeout)
-        return conn.take(conn.end - conn.start)
-
-    def _finish(self, conn: Connection) -> None:
-        self._conn = None
-        # Bytes after the end of the response, unasked for, mean the connection is not reused.
-        reusable = conn.start == conn.end
-        self._state.release(conn, self._keep_alive if reusable else None)
-
-    def _abandon(self) -> None:
-        conn = self._conn
-        if conn is not None:
-            self._conn = None
-            self._state.discard(conn)
-
-    async def aclose(self) -> None:
-        """Stop reading: the connection is closed unless the body was read to its end."""
-        self._abandon()
-
-    def __del__(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(RuntimeError):  # the event loop may already be closed
-                self._abandon()
+def _where(origin: Origin) -> str:
+    return f"{origin.scheme}://{origin.host}:{origin.port}"
 
 
 def _open_body(
@@ -472,10 +107,15 @@ def _open_body(
 
 
 async def _send_body(
-    conn: Connection, chunks: AsyncIterator[Chunk], framing: RequestFraming, timeout: float
+    conn: Connection,
+    chunks: AsyncIterator[Chunk],
+    framing: RequestFraming,
+    timeout: float,
+    trace: Tracer | None,
 ) -> Exception | None:
     """Stream the body; an exception the caller's factory raises is returned, not translated."""
     remaining = framing.length
+    sent = 0
     try:
         while True:
             try:
@@ -503,49 +143,36 @@ async def _send_body(
                     "request body given without content-length or transfer-encoding"
                 )
             conn.write(chunk)
+            sent += size
             await conn.drain(timeout)
         if remaining:
             raise HttpInvalidRequestError(
                 f"request body is {remaining} bytes shorter than its content-length"
             )
+        if trace is not None:
+            trace.emit("request_body_sent", request_id=conn.request_id, size=sent)
         return None
     finally:
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await _close_body(chunks)
 
 
-async def _read_head(
-    conn: Connection, timeout: float, max_head_bytes: int, max_headers: int
-) -> ResponseHead:
-    """Read a final response head, skipping interim 1xx responses (RFC 9110 15.2)."""
-    for _ in range(MAX_INTERIM_RESPONSES + 1):
-        searched = 0
-        while (at := find_head_end(conn.buf, conn.start, conn.end, searched, max_head_bytes)) < 0:
-            if conn.eof:
-                raise HttpConnectionClosedError(
-                    "connection closed before the response head was complete"
-                    f" ({conn.end - conn.start} bytes of it received)"
-                ) from conn.lost_error
-            searched = conn.end - conn.start
-            await conn.read_more(timeout)
-        head = parse_head(bytes(conn.view[conn.start : at - 4]), max_headers)
-        conn.consume(at)
-        if head.status >= 200:
-            return head
-        if head.status == 101:
-            raise HttpProtocolError("101 Switching Protocols, but no upgrade was asked for")
-    raise HttpProtocolError(f"more than {MAX_INTERIM_RESPONSES} interim (1xx) responses")
+async def _close_body(chunks: AsyncIterator[Chunk]) -> None:
+    """Let the caller's body generator run its `finally` (close its file) now, not at GC."""
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 def Pool(
     *,
+    get_dns_resolver: Callable[[], DnsResolver] = default_dns_resolver,
     get_ssl_context: Callable[[], ssl.SSLContext] = default_ssl_context,
-    resolve: Callable[[str], Awaitable[list[str]]] = system_resolve,
+    plugins: Iterable[object] = (),
     connect_timeout: float = 10.0,
     read_timeout: float = 30.0,
     write_timeout: float = 30.0,
     pool_timeout: float = 10.0,
+    continue_timeout: float = 1.0,
     keep_alive_timeout: float = 15.0,
     max_connections: int = 100,
     max_connections_per_host: int = 100,
@@ -557,20 +184,42 @@ def Pool(
 ) -> tuple[Request, Close]:
     """Create a connection pool; returns its `request` and `close` functions.
 
-    Timeouts are in seconds. `read_timeout` and `write_timeout` are idle timeouts: they reset
-    whenever bytes move. `keep_alive_timeout` is how long an idle connection is kept (shorter
-    if the server's `Keep-Alive: timeout=` says so). `max_head_bytes` and `max_headers` bound
-    a response head; `max_line_bytes` bounds a chunk-size or trailer line. `get_ssl_context`
-    is called once, at the first https request; a custom context should set ALPN itself.
-    `resolve(host)` returns the IP addresses to try, in order; IP literals skip it.
-    May be called outside a running event loop.
+    Timeouts are in seconds. `connect_timeout` bounds TCP and TLS (Happy Eyeballs tries each
+    address of a name in turn within it); `read_timeout` and `write_timeout` are idle timeouts
+    that reset whenever bytes move; `continue_timeout` is how long a request with `Expect:
+    100-continue` waits for 100 before sending its body anyway. `keep_alive_timeout` is how long
+    an idle connection is kept (shorter if the server's `Keep-Alive: timeout=` says so).
+    `max_head_bytes` and `max_headers` bound a response head; `max_line_bytes` a chunk-size or
+    trailer line. `get_dns_resolver` is called once, at the first name to resolve, and returns
+    aiodnsresolver's `(resolve, clear_cache)`; `get_ssl_context` is called once, at the first
+    https request (a custom context should set ALPN itself). `plugins` implement hooks from
+    `lowhaio.hookspecs`. May be called outside a running event loop.
     """
-    state = _PoolState(
-        max_connections, max_connections_per_host, max_requests_per_connection, keep_alive_timeout
+    tracer = Tracer(plugins)
+    state = PoolState(
+        max_connections,
+        max_connections_per_host,
+        max_requests_per_connection,
+        keep_alive_timeout,
+        tracer,
     )
+    request_ids = itertools.count(1)
+    dns_resolver: DnsResolver | None = None
     ssl_context: ssl.SSLContext | None = None
 
-    async def connect(origin: Origin) -> Connection:
+    async def resolve(target: Target, request_id: int, trace: Tracer | None) -> Addresses:
+        nonlocal dns_resolver
+        if target.is_ip:
+            return None
+        dns_resolver = dns_resolver or get_dns_resolver()
+        addresses = await resolve_addresses(dns_resolver[0], target.origin.host)
+        if trace is not None:
+            trace.emit(
+                "dns_resolved", request_id=request_id, host=target.origin.host, addresses=addresses
+            )
+        return addresses
+
+    async def connect(origin: Origin, addresses: Addresses) -> Connection:
         nonlocal ssl_context
         loop = asyncio.get_running_loop()
         context = None
@@ -578,23 +227,18 @@ def Pool(
             context = ssl_context = ssl_context or get_ssl_context()
         try:
             async with asyncio.timeout(connect_timeout):
-                addresses = [origin.host] if _is_ip(origin.host) else await resolve(origin.host)
-                if not addresses:
-                    raise HttpDnsError(f"{origin.host} resolved to no address")
-                for address in addresses:
-                    try:
-                        transport, conn = await loop.create_connection(
-                            lambda: Connection(loop, origin, read_buffer_bytes),
-                            address,
-                            origin.port,
-                            ssl=context,
-                            server_hostname=origin.host if context else None,
-                        )
-                        break
-                    except OSError as exc:
-                        error = exc  # try the next address
-                else:
-                    raise error  # every address failed: the last error says why
+                sock = await connect_first(loop, addresses or (origin.host,), origin.port)
+                address = sock.getpeername()[0]
+                try:
+                    transport, conn = await loop.create_connection(
+                        lambda: Connection(loop, origin, sock, address, read_buffer_bytes),
+                        sock=sock,
+                        ssl=context,
+                        server_hostname=origin.host if context else None,
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
             if context is not None:
                 alpn = transport.get_extra_info("ssl_object").selected_alpn_protocol()
                 if alpn not in (None, "http/1.1"):
@@ -603,29 +247,40 @@ def Pool(
         except HttpError:
             raise
         except Exception as exc:
-            raise _translated(exc, False, origin) from exc
-        logger.debug("connection opened to %s:%s (%s)", origin.host, origin.port, address)
+            raise translated(exc, False, _where(origin)) from exc
         return conn
 
-    async def acquire(origin: Origin) -> Connection:
+    async def acquire(target: Target, request_id: int, trace: Tracer | None) -> Connection:
         if state.closed:
             raise HttpPoolClosedError("the pool was closed")
-        conn = state.take_idle(origin)
-        if conn is not None:
-            return conn
-        if not state.reserve(origin):
-            conn = await state.wait_turn(origin, pool_timeout)
-            if conn is not None:
-                return conn
-        try:
-            conn = await connect(origin)
-        except BaseException:
-            state.unreserve(origin)
-            raise
-        state.opened(conn)
-        if state.closed:  # close() ran while this connection was being opened
-            state.discard(conn)
-            raise HttpPoolClosedError("the pool was closed")
+        origin = target.origin
+        addresses = await resolve(target, request_id, trace)
+        conn = state.take_idle(origin, addresses)
+        event = "connection_reused"
+        if conn is None and not state.reserve(origin):
+            conn = await state.wait_turn(origin, addresses, pool_timeout)
+        if conn is None:
+            event = "connection_opened"
+            try:
+                conn = await connect(origin, addresses)
+            except BaseException:
+                state.unreserve(origin)
+                raise
+            state.opened(conn)
+            if state.closed:  # close() ran while this connection was being opened
+                state.discard(conn, "pool closed")
+                raise HttpPoolClosedError("the pool was closed")
+        conn.request_id = request_id
+        conn.requests += 1
+        if trace is not None:
+            trace.emit(
+                event,
+                request_id=request_id,
+                scheme=origin.scheme,
+                host=origin.host,
+                port=origin.port,
+                address=conn.address,
+            )
         return conn
 
     async def request(
@@ -637,6 +292,28 @@ def Pool(
         body_args: tuple[Any, ...] = (),
         body_kwargs: Mapping[str, Any] = _NO_KWARGS,
     ) -> Response:
+        request_id = next(request_ids)
+        trace = tracer if tracer.active() else None
+        try:
+            return await exchange(
+                request_id, trace, method, url, params, headers, body, body_args, body_kwargs
+            )
+        except BaseException as exc:
+            if trace is not None:
+                trace.emit("request_failed", request_id=request_id, error=exc)
+            raise
+
+    async def exchange(
+        request_id: int,
+        trace: Tracer | None,
+        method: bytes,
+        url: str,
+        params: Params,
+        headers: RequestHeaders,
+        body: BodyFactory,
+        body_args: tuple[Any, ...],
+        body_kwargs: Mapping[str, Any],
+    ) -> Response:
         target = parse_url(url)
         head, framing = request_head(
             method, request_target(target, params), target.host_header, headers
@@ -645,56 +322,101 @@ def Pool(
         if body is not empty_body or framing.length or framing.chunked:
             chunks = _open_body(body, body_args, body_kwargs)
         origin = target.origin
-        conn = await acquire(origin)
-        conn.requests += 1
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "%s %s://%s:%s%s",
-                method.decode(),
-                origin.scheme,
-                origin.host,
-                origin.port,
-                target.path_query.split(b"?")[0].decode(),  # queries may hold secrets
-            )
+        conn = await acquire(target, request_id, trace)
+        reused = conn.requests > 1
+        received = conn.received
         sent = False
         caller_error = None
+        response = None
+        withheld = False  # the body was announced, but a final response came instead of 100
         try:
             conn.write(head)
             sent = True
+            if trace is not None:
+                trace.emit(
+                    "request_head_sent",
+                    request_id=request_id,
+                    method=method,
+                    scheme=origin.scheme,
+                    host=origin.host,
+                    port=origin.port,
+                    path=target.path_query.partition(b"?")[0],
+                )
             if chunks is not None:
-                caller_error = await _send_body(conn, chunks, framing, write_timeout)
+                if framing.expect_continue:
+                    response = await await_continue(
+                        conn, continue_timeout, max_head_bytes, max_headers
+                    )
+                if response is None:
+                    caller_error = await _send_body(conn, chunks, framing, write_timeout, trace)
+                else:
+                    withheld = framing.length != 0
+                    await _close_body(chunks)
             if caller_error is None:
-                response = await _read_head(conn, read_timeout, max_head_bytes, max_headers)
+                if response is None:
+                    response = await read_head(conn, read_timeout, max_head_bytes, max_headers)
                 response_frame = response_framing(response, method)
         except BaseException as exc:
-            state.discard(conn)
-            if isinstance(exc, Exception) and not isinstance(exc, HttpError):
-                raise _translated(exc, sent, origin) from exc
-            raise
+            state.discard(conn, "error")
+            if not isinstance(exc, Exception):
+                raise
+            if (
+                reused
+                and conn.received == received
+                and isinstance(exc, (ConnectionError, HttpConnectionClosedError))
+            ):
+                raise HttpStaleConnectionError(
+                    f"{_where(origin)}: the reused connection closed before any response: the"
+                    " request was not processed"
+                ) from exc
+            if isinstance(exc, HttpError):
+                raise
+            raise translated(exc, sent, _where(origin)) from exc
         if caller_error is not None:
-            state.discard(conn)
+            state.discard(conn, "error")
             raise caller_error
+        assert response is not None
 
+        if trace is not None:
+            trace.emit(
+                "response_head_received",
+                request_id=request_id,
+                code=response.code,
+                headers=response.headers,
+            )
         keep_alive = None
-        if response_frame.keep_alive and not framing.close:
+        # A withheld body leaves the server unsure where the next request would start.
+        if response_frame.keep_alive and not framing.close and not withheld:
             keep_alive = response_frame.keep_alive_timeout
             if keep_alive is None:
                 keep_alive = keep_alive_timeout
         length = response_frame.length
+        decoder = None
+        if response_frame.chunked:
+            decoder = ChunkedDecoder(max_line_bytes, max_headers)
         if length is not None and conn.end - conn.start >= length:
-            # The whole body arrived with the head: release the connection now.
-            chunk = conn.take(length)
+            # The whole body arrived with the head: release the connection at once.
             response_body = ResponseBody(
-                None, state, response_frame, keep_alive, read_timeout, chunk, None
+                None,
+                state,
+                length,
+                None,
+                keep_alive,
+                read_timeout,
+                conn.take(length),
+                trace,
+                request_id,
             )
-            state.release(conn, keep_alive if conn.start == conn.end else None)
+            response_body.finish(conn)
         else:
-            decoder = (
-                ChunkedDecoder(max_line_bytes, max_headers) if response_frame.chunked else None
-            )
             response_body = ResponseBody(
-                conn, state, response_frame, keep_alive, read_timeout, b"", decoder
+                conn, state, length, decoder, keep_alive, read_timeout, b"", trace, request_id
             )
         return response.code, response.headers, response_body
 
-    return request, state.close
+    async def close() -> None:
+        await state.close()
+        if dns_resolver is not None:
+            await dns_resolver[1]()
+
+    return request, close

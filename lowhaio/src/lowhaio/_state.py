@@ -1,0 +1,237 @@
+"""`PoolState`: every mutable part of a pool, in one place, changed only by its methods.
+
+A connection is counted (in `total` and `per_origin`) from the moment its slot is reserved, so
+that limits hold while it connects, until it is closed. Requests that find no idle connection
+and no free slot wait in one FIFO queue; whatever becomes free (an idle connection or a slot)
+goes to the oldest waiter that can use it. An idle connection is reused only while it is
+unexpired, its address is still in the host's current DNS answer, and a non-blocking peek at
+its socket shows that the server has not closed it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from ._connection import Connection
+from ._exceptions import HttpPoolClosedError, HttpPoolTimeoutError
+from ._http11 import Origin
+from ._trace import Tracer
+
+Addresses = tuple[str, ...] | None  # the host's current DNS answer; None for an IP literal
+Waiter = tuple[Origin, Addresses, "asyncio.Future[Connection | None]"]
+
+
+def _pool_timed_out(waiter: asyncio.Future[Connection | None], timeout: float) -> None:
+    if not waiter.done():
+        waiter.set_exception(HttpPoolTimeoutError(f"no connection was free within {timeout} s"))
+
+
+class PoolState:
+    def __init__(
+        self,
+        max_connections: int,
+        max_connections_per_host: int,
+        max_requests_per_connection: int | None,
+        keep_alive_timeout: float,
+        tracer: Tracer,
+    ) -> None:
+        self.max_total = max_connections
+        self.max_per_origin = max_connections_per_host
+        self.max_requests = max_requests_per_connection
+        self.keep_alive_timeout = keep_alive_timeout
+        self.tracer = tracer
+        self.loop: asyncio.AbstractEventLoop | None = None  # taken from the first connection
+
+        self.connections: set[Connection] = set()  # every open connection, idle or in use
+        self.idle: dict[Origin, list[Connection]] = {}  # reusable, most recently used last
+        self.per_origin: dict[Origin, int] = {}  # connections open or opening, per origin
+        self.total = 0  # connections open or opening
+        self.waiters: deque[Waiter] = deque()  # requests waiting for a connection, oldest first
+        self.sweep: asyncio.TimerHandle | None = None  # closes idle connections as they expire
+        self.closed = False
+
+    # Acquiring ---------------------------------------------------------------------------------
+
+    def take_idle(self, origin: Origin, addresses: Addresses) -> Connection | None:
+        """A reusable idle connection to `origin`, the most recently used; unusable ones met
+        on the way are closed."""
+        idle = self.idle.get(origin)
+        while idle:
+            conn = idle.pop()
+            if not idle:
+                del self.idle[origin]
+            conn.on_idle_event = None
+            if conn.expires_at <= conn.loop.time():
+                self._forget(conn, "expired")
+            elif addresses is not None and conn.address not in addresses:
+                self._forget(conn, "dns changed")
+            elif conn.peer_closed():
+                self._forget(conn, "server closed")
+            else:
+                return conn
+            idle = self.idle.get(origin)
+        return None
+
+    def reserve(self, origin: Origin) -> bool:
+        """Count a connection about to be opened to `origin`, if the limits allow one."""
+        count = self.per_origin.get(origin, 0)
+        if count >= self.max_per_origin:
+            return False
+        if self.total >= self.max_total:
+            # At the limit: close the least recently used idle connection to another origin.
+            oldest = min(
+                (conns[0] for conns in self.idle.values()),
+                key=lambda conn: conn.expires_at,
+                default=None,
+            )
+            if oldest is None:
+                return False
+            self._forget(oldest, "evicted")
+        self.per_origin[origin] = count + 1
+        self.total += 1
+        return True
+
+    async def wait_turn(
+        self, origin: Origin, addresses: Addresses, timeout: float
+    ) -> Connection | None:
+        """Wait in FIFO order for an idle connection (returned) or a reserved slot (None)."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Connection | None] = loop.create_future()
+        self.waiters.append((origin, addresses, waiter))
+        timer = loop.call_later(timeout, _pool_timed_out, waiter, timeout)
+        try:
+            return await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                # Granted just as this task was cancelled: pass it on.
+                granted = waiter.result()
+                if granted is None:
+                    self.unreserve(origin)
+                else:
+                    self.release(granted, self.keep_alive_timeout)
+            raise
+        finally:
+            timer.cancel()
+
+    def grant(self) -> None:
+        """Give waiters, oldest first, what has become free. `take_idle` and `reserve` close
+        connections with `_forget`, which never grants, so this is never re-entered."""
+        waiting: deque[Waiter] = deque()
+        for origin, addresses, waiter in self.waiters:
+            if waiter.done():
+                continue  # timed out or cancelled
+            conn = self.take_idle(origin, addresses)
+            if conn is not None:
+                waiter.set_result(conn)
+            elif self.reserve(origin):
+                waiter.set_result(None)
+            else:
+                waiting.append((origin, addresses, waiter))
+        self.waiters = waiting
+
+    def opened(self, conn: Connection) -> None:
+        self.loop = conn.loop
+        self.connections.add(conn)
+
+    def unreserve(self, origin: Origin) -> None:
+        """Uncount a connection that failed to open."""
+        self._uncount(origin)
+        self.grant()
+
+    # Releasing ---------------------------------------------------------------------------------
+
+    def release(self, conn: Connection, keep_alive_timeout: float | None) -> None:
+        """Return a connection whose exchange is complete: idle if reusable, else closed.
+        `keep_alive_timeout` is None when the connection must not be reused."""
+        if keep_alive_timeout is None or conn.eof:
+            self.discard(conn, "not reusable")
+            return
+        if self.closed:
+            self.discard(conn, "pool closed")
+            return
+        if self.max_requests is not None and conn.requests >= self.max_requests:
+            self.discard(conn, "max requests")
+            return
+        conn.expires_at = conn.loop.time() + min(keep_alive_timeout, self.keep_alive_timeout)
+        conn.on_idle_event = self._idle_event
+        self.idle.setdefault(conn.origin, []).append(conn)
+        if self.sweep is None or conn.expires_at < self.sweep.when():
+            if self.sweep is not None:
+                self.sweep.cancel()
+            self.sweep = conn.loop.call_at(conn.expires_at, self._sweep)
+        if self.waiters:
+            self.grant()
+
+    def discard(self, conn: Connection, reason: str) -> None:
+        """Close a connection, forget it, and give its slot to a waiter."""
+        if self._forget(conn, reason) and self.waiters:
+            self.grant()
+
+    def _idle_event(self, conn: Connection) -> None:
+        # Bytes or EOF on an idle connection: it cannot frame another response.
+        self.discard(conn, "server closed")
+
+    def _forget(self, conn: Connection, reason: str) -> bool:
+        """Close a connection and forget it; whether it was still counted."""
+        conn.close()
+        if conn not in self.connections:
+            return False
+        self.connections.remove(conn)
+        if conn.on_idle_event is not None:
+            conn.on_idle_event = None
+            idle = self.idle[conn.origin]
+            idle.remove(conn)
+            if not idle:
+                del self.idle[conn.origin]
+        self._uncount(conn.origin)
+        if self.tracer.active():
+            origin = conn.origin
+            self.tracer.emit(
+                "connection_closed",
+                request_id=conn.request_id,
+                scheme=origin.scheme,
+                host=origin.host,
+                port=origin.port,
+                address=conn.address,
+                reason=reason,
+            )
+        return True
+
+    def _uncount(self, origin: Origin) -> None:
+        self.total -= 1
+        count = self.per_origin[origin] - 1
+        if count:
+            self.per_origin[origin] = count
+        else:
+            del self.per_origin[origin]
+
+    def _sweep(self) -> None:
+        """Close the idle connections that have expired; run again at the next expiry."""
+        assert self.loop is not None
+        self.sweep = None
+        now = self.loop.time()
+        next_expiry = None
+        for conns in list(self.idle.values()):
+            for conn in list(conns):
+                if conn.expires_at <= now:
+                    self.discard(conn, "expired")
+                elif next_expiry is None or conn.expires_at < next_expiry:
+                    next_expiry = conn.expires_at
+        if next_expiry is not None:
+            self.sweep = self.loop.call_at(next_expiry, self._sweep)
+
+    async def close(self) -> None:
+        self.closed = True
+        if self.sweep is not None:
+            self.sweep.cancel()
+            self.sweep = None
+        for _, _, waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_exception(HttpPoolClosedError("the pool was closed"))
+        self.waiters.clear()
+        conns = list(self.connections)
+        for conn in conns:
+            self.discard(conn, "pool closed")
+        for conn in conns:
+            await conn.wait_closed()
