@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "compose", "lint"]
+nox.options.sessions = ["tests", "uvloop", "compose", "lint"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -38,6 +38,13 @@ def tests(session: nox.Session, package: str) -> None:
         *session.posargs,
         env={"COVERAGE_PACKAGE": package},
     )
+
+
+@nox.session
+def uvloop(session: nox.Session) -> None:
+    """The core's tests again, every one on uvloop's event loop."""
+    _install(session, tools=[*TEST_TOOLS, "uvloop"])
+    session.run("pytest", "tests/lowhaio", *session.posargs, env={"LOWHAIO_TEST_LOOP": "uvloop"})
 
 
 @nox.session

@@ -194,12 +194,10 @@ class Connection(asyncio.BufferedProtocol):
         """Whether the server has closed this idle connection, or sent on it, as far as the
         kernel knows: one non-blocking peek, for what the loop has not yet seen."""
         try:
-            self.sock.recv(1, socket.MSG_PEEK)
-        except BlockingIOError:
-            return False
-        except OSError:
-            pass  # reset
-        return True  # EOF, or bytes nobody asked for
+            self.sock.recv(1, socket.MSG_PEEK)  # EOF, or bytes nobody asked for
+        except OSError as exc:
+            return not isinstance(exc, BlockingIOError)  # nothing pending, or a reset
+        return True
 
     def close(self) -> None:
         """Close at once: a connection is closed only when it cannot be reused."""

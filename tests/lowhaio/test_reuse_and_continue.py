@@ -1,0 +1,213 @@
+"""Stale pooled connections and `Expect: 100-continue`, against scripted servers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+from conftest import read_request, serve
+
+import lowhaio
+from lowhaio import Pool, buffered, streamed
+
+OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+
+
+class KeepOpen:
+    """A server that answers one request, then leaves the connection to the test."""
+
+    def __init__(self) -> None:
+        self.writers: list[asyncio.StreamWriter] = []
+        self.readers: list[asyncio.StreamReader] = []
+        self.done = asyncio.Event()
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(OK)
+        self.writers.append(writer)
+        self.readers.append(reader)
+        await self.done.wait()
+
+
+async def test_an_idle_connection_the_server_closed_is_detected_before_reuse() -> None:
+    script = KeepOpen()
+    async with serve(script) as server:
+        request, close = Pool()
+        _, _, body = await request(b"GET", server.url())
+        assert await buffered(body) == b"ok"
+        # The server's FIN is in the client's kernel before the loop has seen it: the request
+        # below runs up to its connect without yielding, so only the peek can notice.
+        raw = script.writers[0].get_extra_info("socket")
+        with socket.socket(fileno=os.dup(raw.fileno())) as sock:
+            sock.shutdown(socket.SHUT_WR)
+        _, _, body = await request(b"GET", server.url())
+        assert await buffered(body) == b"ok"
+        script.done.set()
+        await close()
+    assert server.connections == 2
+
+
+async def test_bytes_on_an_idle_connection_mean_it_is_not_reused() -> None:
+    script = KeepOpen()
+    async with serve(script) as server:
+        request, close = Pool()
+        _, _, body = await request(b"GET", server.url())
+        assert await buffered(body) == b"ok"
+        raw = script.writers[0].get_extra_info("socket")
+        with socket.socket(fileno=os.dup(raw.fileno())) as sock:
+            sock.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nsplit")  # unasked for
+        _, _, body = await request(b"GET", server.url())
+        assert await buffered(body) == b"ok"  # not the injected response
+        script.done.set()
+        await close()
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "body"),
+    [
+        (b"GET", (), lowhaio.empty_body),
+        (b"POST", ((b"content-length", b"3"),), streamed(b"abc")),
+    ],
+)
+async def test_a_reused_connection_closed_before_any_response_is_safe_to_retry(
+    method: bytes, headers: tuple[tuple[bytes, bytes], ...], body: lowhaio.BodyFactory
+) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(OK)
+        await reader.readuntil(b"\r\n\r\n")  # the next request arrives; the server goes away
+        writer.transport.abort()
+
+    async with serve(handler) as server:
+        request, close = Pool()
+        _, _, response = await request(b"GET", server.url())
+        assert await buffered(response) == b"ok"
+        with pytest.raises(lowhaio.HttpStaleConnectionError) as info:
+            await request(method, server.url(), headers=headers, body=body)
+        await close()
+    assert isinstance(info.value, lowhaio.HttpConnectionError)
+    assert "not processed" in str(info.value)
+
+
+async def test_a_fresh_connection_closed_before_any_response_is_a_data_error() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.transport.abort()
+
+    async with serve(handler) as server:
+        request, close = Pool()
+        with pytest.raises(lowhaio.HttpConnectionClosedError) as info:
+            await request(b"POST", server.url(), headers=((b"content-length", b"0"),))
+        await close()
+    assert not isinstance(info.value, lowhaio.HttpConnectionError)
+
+
+async def test_a_reused_connection_cut_after_part_of_the_response_is_a_data_error() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(OK)
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-")
+        await writer.drain()
+        writer.transport.abort()
+
+    async with serve(handler) as server:
+        request, close = Pool()
+        _, _, response = await request(b"GET", server.url())
+        assert await buffered(response) == b"ok"
+        with pytest.raises(lowhaio.HttpConnectionClosedError):
+            await request(b"GET", server.url())
+        await close()
+
+
+# Expect: 100-continue ------------------------------------------------------------------------
+
+EXPECT = ((b"content-length", b"3"), (b"Expect", b"100-Continue"))
+
+
+async def _body_received(reader: asyncio.StreamReader, within: float) -> bytes:
+    try:
+        async with asyncio.timeout(within):
+            return await reader.read(3)
+    except TimeoutError:
+        return b""
+
+
+@pytest.mark.parametrize("interim", [b"", b"HTTP/1.1 103 Early Hints\r\n\r\n"])
+async def test_continue_then_the_body(interim: bytes) -> None:
+    received = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert b"Expect: 100-Continue" in head
+        assert await _body_received(reader, 0.1) == b""  # held back until 100
+        writer.write(interim + b"HTTP/1.1 100 Continue\r\n\r\n")
+        received.append(await reader.readexactly(3))
+        writer.write(OK)
+        await reader.read()
+
+    async with serve(handler) as server:
+        request, close = Pool(continue_timeout=5)
+        code, _, body = await request(b"PUT", server.url(), headers=EXPECT, body=streamed(b"abc"))
+        assert (code, await buffered(body)) == (b"200", b"ok")
+        await close()
+    assert received == [b"abc"]
+
+
+async def test_a_final_response_instead_of_continue_withholds_the_body() -> None:
+    received = []
+    started = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if b"Expect" not in head:
+            writer.write(OK)
+            await reader.read()
+            return
+        writer.write(b"HTTP/1.1 417 Expectation Failed\r\ncontent-length: 4\r\n\r\nnope")
+        received.append(await _body_received(reader, 0.2))
+
+    async def body() -> AsyncIterator[bytes]:
+        started.append(True)
+        yield b"abc"
+
+    async with serve(handler) as server:
+        request, close = Pool(continue_timeout=5)
+        code, _, response = await request(b"PUT", server.url(), headers=EXPECT, body=body)
+        assert (code, await buffered(response)) == (b"417", b"nope")
+        _, _, response = await request(b"GET", server.url())
+        assert await buffered(response) == b"ok"
+        await close()
+    assert received == [b""]  # the body never went (the connection closed instead)
+    assert started == []  # the caller's body was not even asked for
+    assert server.connections == 2  # not reused: the server could not frame what follows
+
+
+async def test_a_server_that_ignores_expect_gets_the_body_after_the_timeout() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _, body = await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\n" + body)
+        await reader.read()
+
+    async with serve(handler) as server:
+        request, close = Pool(continue_timeout=0.1)
+        _, _, response = await request(b"PUT", server.url(), headers=EXPECT, body=streamed(b"abc"))
+        assert await buffered(response) == b"abc"
+        await close()
+
+
+async def test_endless_interim_responses_while_waiting_for_continue() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 102 Processing\r\n\r\n" * 17)
+        await reader.read()
+
+    async with serve(handler) as server:
+        request, close = Pool(continue_timeout=5)
+        with pytest.raises(lowhaio.HttpProtocolError, match="interim"):
+            await request(b"PUT", server.url(), headers=EXPECT, body=streamed(b"abc"))
+        await close()
