@@ -70,6 +70,7 @@ class Connection(asyncio.BufferedProtocol):
         self._writing_paused = False
         # Kept by the pool: when an idle connection expires, and how many requests it carried.
         self.expires_at = 0.0
+        self.idle_since = 0.0
         self.requests = 0
         self.request_id: int | None = None  # of the request using it, or that last used it
         # Set by the pool while the connection is idle: called if the server sends or closes.

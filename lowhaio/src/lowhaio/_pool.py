@@ -209,8 +209,6 @@ def Pool(
 
     async def resolve(target: Target, request_id: int, trace: Tracer | None) -> Addresses:
         nonlocal dns_resolver
-        if target.is_ip:
-            return None
         dns_resolver = dns_resolver or get_dns_resolver()
         addresses = await resolve_addresses(dns_resolver[0], target.origin.host)
         if trace is not None:
@@ -254,7 +252,7 @@ def Pool(
         if state.closed:
             raise HttpPoolClosedError("the pool was closed")
         origin = target.origin
-        addresses = await resolve(target, request_id, trace)
+        addresses = None if target.is_ip else await resolve(target, request_id, trace)
         conn = state.take_idle(origin, addresses)
         event = "connection_reused"
         if conn is None and not state.reserve(origin):

@@ -18,6 +18,11 @@ from ._exceptions import HttpPoolClosedError, HttpPoolTimeoutError
 from ._http11 import Origin
 from ._trace import Tracer
 
+# An idle connection is peeked at (a system call) only after this many seconds idle: a server
+# that closes idle connections does so after seconds, and a connection reused sooner has had
+# its EOF seen by the event loop already, or meets it as HttpStaleConnectionError.
+STALE_CHECK_AFTER = 0.1
+
 Addresses = tuple[str, ...] | None  # the host's current DNS answer; None for an IP literal
 Waiter = tuple[Origin, Addresses, "asyncio.Future[Connection | None]"]
 
@@ -62,11 +67,12 @@ class PoolState:
             if not idle:
                 del self.idle[origin]
             conn.on_idle_event = None
-            if conn.expires_at <= conn.loop.time():
+            now = conn.loop.time()
+            if conn.expires_at <= now:
                 self._forget(conn, "expired")
             elif addresses is not None and conn.address not in addresses:
                 self._forget(conn, "dns changed")
-            elif conn.peer_closed():
+            elif now - conn.idle_since >= STALE_CHECK_AFTER and conn.peer_closed():
                 self._forget(conn, "server closed")
             else:
                 return conn
@@ -153,7 +159,8 @@ class PoolState:
         if self.max_requests is not None and conn.requests >= self.max_requests:
             self.discard(conn, "max requests")
             return
-        conn.expires_at = conn.loop.time() + min(keep_alive_timeout, self.keep_alive_timeout)
+        conn.idle_since = conn.loop.time()
+        conn.expires_at = conn.idle_since + min(keep_alive_timeout, self.keep_alive_timeout)
         conn.on_idle_event = self._idle_event
         self.idle.setdefault(conn.origin, []).append(conn)
         if self.sweep is None or conn.expires_at < self.sweep.when():
