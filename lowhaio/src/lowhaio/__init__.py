@@ -8,7 +8,7 @@ await close()
 """
 
 from ._body import buffered, streamed
-from ._dns import default_dns_resolver
+from ._dns import Nameservers, default_dns_resolver
 from ._exceptions import (
     HttpConnectionClosedError,
     HttpConnectionError,
@@ -47,6 +47,7 @@ __all__ = [
     "BodyFactory",
     "Close",
     "Headers",
+    "Nameservers",
     "HttpConnectTimeoutError",
     "HttpConnectionClosedError",
     "HttpConnectionError",

@@ -22,10 +22,49 @@ Resolve = Callable[[str, TYPES], Awaitable[Sequence[IPv4Address | IPv6Address]]]
 DnsResolver = tuple[Resolve, Callable[..., Awaitable[None]]]  # aiodnsresolver's (resolve, clear)
 
 
+class Nameservers:
+    """A `get_nameservers` for aiodnsresolver's `Resolver` that creates no task.
+
+    Each query asks `servers` ((address, port) pairs; by default the nameservers of
+    /etc/resolv.conf on port 53) in turn, `tries` times over, waiting `timeout` seconds for
+    each. aiodnsresolver stops iterating at the first answer; its default is an async
+    generator, which asyncio then closes in a task of its own, while this iterator needs no
+    closing.
+    """
+
+    def __init__(
+        self,
+        servers: Sequence[tuple[str, int]] | None = None,
+        tries: int = 5,
+        timeout: float = 0.5,
+    ) -> None:
+        self.servers = servers
+        self.tries = tries
+        self.timeout = timeout
+
+    def __call__(self, resolv_conf: Sequence[str], fqdn: bytes) -> _Attempts:
+        servers = [(server, 53) for server in resolv_conf] if self.servers is None else self.servers
+        return _Attempts([(self.timeout, server) for _ in range(self.tries) for server in servers])
+
+
+class _Attempts:
+    def __init__(self, attempts: list[tuple[float, tuple[str, int]]]) -> None:
+        self._attempts = iter(attempts)
+
+    def __aiter__(self) -> _Attempts:
+        return self
+
+    async def __anext__(self) -> tuple[float, tuple[str, int]]:
+        for attempt in self._attempts:
+            return attempt
+        raise StopAsyncIteration
+
+
 def default_dns_resolver() -> DnsResolver:
-    """aiodnsresolver's `Resolver`, reading /etc/hosts as the C library does: a name listed
-    there is never asked of DNS, even for an address family it has no line for."""
-    return Resolver(get_host=_get_host)  # type: ignore[no-any-return]
+    """aiodnsresolver's `Resolver`, reading /etc/hosts as the C library does (a name listed
+    there is never asked of DNS, even for an address family it has no line for), and asking
+    the nameservers of /etc/resolv.conf without creating a task."""
+    return Resolver(get_host=_get_host, get_nameservers=Nameservers())  # type: ignore[no-any-return]
 
 
 async def _get_host(

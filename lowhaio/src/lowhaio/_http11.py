@@ -104,8 +104,11 @@ def parse_url(url: str) -> Target:
 
 @functools.lru_cache(maxsize=512)
 def _parse_url(url: str) -> Target:
-    if _url_control.search(url):
-        raise HttpInvalidRequestError(f"url contains a control character: {url[:200]!r}")
+    # Error messages name the part that is wrong, never the URL's query: it may hold secrets.
+    if control := _url_control.search(url):
+        raise HttpInvalidRequestError(
+            f"url contains a control character (CR, LF, NUL...) at {control.start()}"
+        )
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -113,10 +116,10 @@ def _parse_url(url: str) -> Target:
         raise HttpInvalidRequestError(f"url is invalid: {exc}") from exc
     scheme = parts.scheme
     if scheme not in _DEFAULT_PORTS:
-        raise HttpInvalidRequestError(f"url scheme must be http or https: {url[:200]!r}")
+        raise HttpInvalidRequestError(f"url scheme must be http or https, not {scheme[:20]!r}")
     host = parts.hostname
     if not host:
-        raise HttpInvalidRequestError(f"url has no host: {url[:200]!r}")
+        raise HttpInvalidRequestError("url has no host")
     if parts.netloc.rpartition("@")[2].startswith("["):
         # RFC 3986 3.2.2: an IP literal is "[" IPv6address "]", then nothing or ":" port.
         # IPvFuture and zone identifiers are refused.
@@ -209,11 +212,13 @@ def request_head(
             valid = _token.fullmatch(name) is not None and not _bad_value_byte.search(value)
         except (TypeError, ValueError) as exc:
             raise HttpInvalidRequestError(
-                f"headers must be (name, value) pairs of bytes: {field!r}"
+                f"headers must be (name, value) pairs of bytes, not {type(field).__name__}"
             ) from exc
         if not valid or type(name) is not bytes or type(value) is not bytes:
+            # The value is not shown: it may be a credential.
             raise HttpInvalidRequestError(
-                f"header is not a valid (token, value) pair of bytes: {name!r}: {value!r}"
+                f"header {name!r} is not a token with a value of bytes without CR, LF, NUL"
+                " or other control bytes"
             )
         lname = name.lower()
         if lname == b"host":

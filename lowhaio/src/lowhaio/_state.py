@@ -159,6 +159,7 @@ class PoolState:
         if self.max_requests is not None and conn.requests >= self.max_requests:
             self.discard(conn, "max requests")
             return
+        conn.request_id = None  # idle: no request uses it
         conn.idle_since = conn.loop.time()
         conn.expires_at = conn.idle_since + min(keep_alive_timeout, self.keep_alive_timeout)
         conn.on_idle_event = self._idle_event

@@ -8,7 +8,7 @@ with no plugin and debug logging off it skips every emit, so tracing costs one c
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pluggy
@@ -38,7 +38,10 @@ class Tracer:
     __slots__ = ("_hooks",)
 
     def __init__(self, plugins: Iterable[object]) -> None:
-        self._hooks: dict[str, Any] = {}
+        # Per event, each implementation and the arguments it takes. They are called one by
+        # one, rather than through the hook, so that one that raises does not keep the event
+        # from the others.
+        self._hooks: dict[str, list[tuple[Callable[..., object], tuple[str, ...]]]] = {}
         plugins = tuple(plugins)
         if plugins:
             manager = pluggy.PluginManager("lowhaio")
@@ -47,9 +50,9 @@ class Tracer:
                 manager.register(plugin)
             manager.check_pending()
             for event in MESSAGES:
-                hook = getattr(manager.hook, f"lowhaio_{event}")
-                if hook.get_hookimpls():
-                    self._hooks[event] = hook
+                implementations = getattr(manager.hook, f"lowhaio_{event}").get_hookimpls()
+                if implementations:
+                    self._hooks[event] = [(i.function, i.argnames) for i in implementations]
 
     def active(self) -> bool:
         """Whether anything listens: asked once per request."""
@@ -57,11 +60,12 @@ class Tracer:
 
     def emit(self, event: str, **fields: Any) -> None:
         if logger.isEnabledFor(logging.DEBUG):
-            logged = {k: v.decode("latin-1") if type(v) is bytes else v for k, v in fields.items()}
-            logger.debug("request %(request_id)s: " + MESSAGES[event], logged)
-        hook = self._hooks.get(event)
-        if hook is not None:
+            # Formatted here, so that the record carries no field the message leaves out
+            # (response headers, say), for a handler that would show a record's arguments.
+            text = {k: v.decode("latin-1") if type(v) is bytes else v for k, v in fields.items()}
+            logger.debug("request %s: %s", fields["request_id"], MESSAGES[event] % text)
+        for function, argnames in self._hooks.get(event, ()):
             try:
-                hook(**fields)
+                function(*[fields[name] for name in argnames])
             except Exception:
                 logger.exception("lowhaio plugin failed in lowhaio_%s", event)

@@ -2,7 +2,7 @@
 
 A plugin is any object with methods named after these hooks and marked with `hookimpl`; it may
 implement any subset, and a misspelt name is refused when the pool is built. Every hook gets
-the pool's `request_id` of the request concerned (None for a connection closed while idle) and
+the pool's `request_id` of the request concerned (None for a connection closed while idle), and
 plain immutable values, never a socket. A hook that raises is logged and otherwise ignored:
 observers cannot change or break a request.
 
