@@ -89,6 +89,7 @@ class DnsServer(asyncio.DatagramProtocol):
         self.port = 0
         self.queries: list[tuple[str, int]] = []  # (lowercased name, qtype) of every query
         self.rules: dict[str, Rule] = {}
+        self.type_rules: dict[tuple[str, int], Rule] = {}  # for one record type of a name
         self.transport: asyncio.DatagramTransport | None = None
 
     def set(
@@ -101,13 +102,20 @@ class DnsServer(asyncio.DatagramProtocol):
         }
         self.rules[normalise(name)] = Rule(0, records, ttl)
 
-    def fail(self, name: str, rcode: int = NXDOMAIN) -> None:
-        """Answer `name` with this response code and no records: 3 NXDOMAIN, 2 SERVFAIL..."""
-        self.rules[normalise(name)] = Rule(rcode)
+    def fail(self, name: str, rcode: int = NXDOMAIN, qtype: int | None = None) -> None:
+        """Answer `name` (only for `qtype`, if given) with this response code and no records:
+        3 NXDOMAIN, 2 SERVFAIL..."""
+        self._rule(name, qtype, Rule(rcode))
 
-    def drop(self, name: str) -> None:
-        """Never answer queries for `name`."""
-        self.rules[normalise(name)] = Rule(None)
+    def drop(self, name: str, qtype: int | None = None) -> None:
+        """Never answer queries for `name` (only for `qtype`, if given)."""
+        self._rule(name, qtype, Rule(None))
+
+    def _rule(self, name: str, qtype: int | None, rule: Rule) -> None:
+        if qtype is None:
+            self.rules[normalise(name)] = rule
+        else:
+            self.type_rules[(normalise(name), qtype)] = rule
 
     def nameservers(self, tries: int = 2, timeout: float = 0.2) -> Nameservers:
         """A `get_nameservers` for aiodnsresolver.Resolver: this server, `tries` times."""
@@ -126,7 +134,9 @@ class DnsServer(asyncio.DatagramProtocol):
         return None
 
     def answer(self, query: Query) -> bytes | None:
-        rule = self.rules.get(query.name, Rule(NXDOMAIN))
+        rule = self.type_rules.get((query.name, query.qtype)) or self.rules.get(
+            query.name, Rule(NXDOMAIN)
+        )
         if rule.rcode is None:
             return None
         records = rule.records.get(query.qtype, ()) if query.qclass == CLASS_IN else ()

@@ -875,3 +875,35 @@ async def test_close_during_connect_closes_the_new_connection() -> None:
         await close()
         with pytest.raises(lowhaio.HttpPoolClosedError):
             await task
+
+
+async def test_a_body_iterator_without_aclose() -> None:
+    class Chunks:
+        def __init__(self) -> None:
+            self.chunks = [b"a", b"bc"]
+
+        def __aiter__(self) -> Chunks:
+            return self
+
+        async def __anext__(self) -> bytes:
+            if not self.chunks:
+                raise StopAsyncIteration
+            return self.chunks.pop(0)
+
+    _, body = await _chunks_received(*Chunks().chunks, headers=((b"content-length", b"3"),))
+    assert body == b"abc"
+    received = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(await read_request(reader))
+        writer.write(OK)
+        await reader.read()
+
+    async with serve(handler) as server:
+        request, close = Pool()
+        _, _, response = await request(
+            b"PUT", server.url(), headers=((b"content-length", b"3"),), body=Chunks
+        )
+        assert await buffered(response) == b"ok"
+        await close()
+    assert received[0][1] == b"abc"

@@ -60,7 +60,7 @@ async def connect_first(
         loop.remove_writer(fd)
         sock = attempts.pop(fd)
         error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if not error:
+        if not error and not winner.done():  # done: the caller gave up in this same turn
             winner.set_result(sock)
             return
         sock.close()

@@ -77,27 +77,56 @@ async def _get_host(
     return None
 
 
-async def resolve_addresses(resolve: Resolve, host: str) -> tuple[str, ...]:
-    """The host's IPv6 and IPv4 addresses, interleaved IPv6 first."""
-    task: Any = asyncio.current_task()
-    cancelling = task.cancelling()
-    answers: list[list[str]] = []
-    missing: DnsError | None = None
-    for qtype in (TYPES.AAAA, TYPES.A):
-        try:
-            answers.append([str(address) for address in await resolve(host, qtype)])
-        except DnsRecordDoesNotExist as exc:  # no such name, or no record of this type
-            missing = exc
-        except DnsError as exc:
-            if isinstance(exc, DnsTimeout):
+# At most this many (host, record type) lacks remembered; past it, the expired ones are dropped.
+MAX_LACKS = 1024
+
+
+class DnsAnswers:
+    """A host's addresses from aiodnsresolver, IPv6 and IPv4 interleaved, IPv6 first.
+
+    aiodnsresolver caches answers for their TTL but never an answer that a type has no
+    records, so an IPv4-only name would cost a DNS round trip for AAAA on every request. Such
+    a lack is remembered here for as long as the other family's answer is cached.
+    """
+
+    def __init__(self, resolve: Resolve) -> None:
+        self._resolve = resolve
+        self._lacks: dict[tuple[str, TYPES], float] = {}  # (host, type) -> until (loop time)
+
+    async def __call__(self, host: str) -> tuple[str, ...]:
+        task: Any = asyncio.current_task()
+        cancelling = task.cancelling()
+        now = asyncio.get_running_loop().time()
+        answers: dict[TYPES, Sequence[IPv4Address | IPv6Address]] = {}
+        lacking: list[TYPES] = []
+        errors: list[DnsError] = []
+        for qtype in (TYPES.AAAA, TYPES.A):
+            if self._lacks.get((host, qtype), 0.0) > now:
+                continue
+            try:
+                answers[qtype] = await self._resolve(host, qtype)
+            except DnsRecordDoesNotExist as exc:  # no such name, or no record of this type
+                lacking.append(qtype)
+                errors.append(exc)
+            except DnsError as exc:  # the other type may still answer
                 # aiodnsresolver times out by cancelling the task, and never uncancels it.
                 while task.cancelling() > cancelling:
                     task.uncancel()
-                raise HttpDnsTimeoutError(f"resolving {host} timed out") from exc
-            raise HttpDnsError(f"resolving {host} failed: {exc!r}") from exc
-    addresses = tuple(
-        address for pair in itertools.zip_longest(*answers) for address in pair if address
-    )
-    if not addresses:
-        raise HttpDnsError(f"{host} has no A or AAAA record") from missing
-    return addresses
+                errors.append(exc)
+        if not answers:
+            error = errors[-1] if errors else None
+            cls = HttpDnsTimeoutError if isinstance(error, DnsTimeout) else HttpDnsError
+            raise cls(f"resolving {host} failed: {error!r}") from error
+        for qtype in lacking:  # for as long as the other family's answer is cached
+            (other,) = answers.values()
+            until = min(getattr(address, "expires_at", 0.0) for address in other)
+            self._lack(host, qtype, until, now)
+        families = [[str(address) for address in answer] for answer in answers.values()]
+        return tuple(
+            address for pair in itertools.zip_longest(*families) for address in pair if address
+        )
+
+    def _lack(self, host: str, qtype: TYPES, until: float, now: float) -> None:
+        if len(self._lacks) >= MAX_LACKS:
+            self._lacks = {key: when for key, when in self._lacks.items() if when > now}
+        self._lacks[(host, qtype)] = until

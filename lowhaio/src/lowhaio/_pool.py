@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from ._connect import connect_first
 from ._connection import Connection
-from ._dns import DnsResolver, default_dns_resolver, resolve_addresses
+from ._dns import DnsAnswers, DnsResolver, default_dns_resolver
 from ._exceptions import (
     HttpConnectionClosedError,
     HttpError,
@@ -205,12 +205,15 @@ def Pool(
     )
     request_ids = itertools.count(1)
     dns_resolver: DnsResolver | None = None
+    addresses_of: DnsAnswers | None = None
     ssl_context: ssl.SSLContext | None = None
 
     async def resolve(target: Target, request_id: int, trace: Tracer | None) -> Addresses:
-        nonlocal dns_resolver
-        dns_resolver = dns_resolver or get_dns_resolver()
-        addresses = await resolve_addresses(dns_resolver[0], target.origin.host)
+        nonlocal dns_resolver, addresses_of
+        if addresses_of is None:
+            dns_resolver = get_dns_resolver()
+            addresses_of = DnsAnswers(dns_resolver[0])
+        addresses = await addresses_of(target.origin.host)
         if trace is not None:
             trace.emit(
                 "dns_resolved", request_id=request_id, host=target.origin.host, addresses=addresses

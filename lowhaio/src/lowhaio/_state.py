@@ -150,11 +150,8 @@ class PoolState:
     def release(self, conn: Connection, keep_alive_timeout: float | None) -> None:
         """Return a connection whose exchange is complete: idle if reusable, else closed.
         `keep_alive_timeout` is None when the connection must not be reused."""
-        if keep_alive_timeout is None or conn.eof:
-            self.discard(conn, "not reusable")
-            return
-        if self.closed:
-            self.discard(conn, "pool closed")
+        if keep_alive_timeout is None or conn.eof or self.closed:
+            self.discard(conn, "pool closed" if self.closed else "not reusable")
             return
         if self.max_requests is not None and conn.requests >= self.max_requests:
             self.discard(conn, "max requests")
