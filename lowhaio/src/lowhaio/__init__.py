@@ -7,7 +7,7 @@ async for chunk in body:
 await close()
 """
 
-from ._body import buffered, streamed
+from ._body import DISCARD_LIMIT_BYTES, buffered, discard, streamed
 from ._dns import Nameservers, default_dns_resolver
 from ._exceptions import (
     HttpConnectionClosedError,
@@ -32,8 +32,10 @@ from ._http11 import Headers
 from ._pool import (
     BodyFactory,
     Close,
+    Params,
     Pool,
     Request,
+    RequestHeaders,
     Response,
     default_ssl_context,
     empty_body,
@@ -44,10 +46,12 @@ from .hookspecs import hookimpl
 __version__ = "0.1.0"
 
 __all__ = [
+    "DISCARD_LIMIT_BYTES",
     "BodyFactory",
     "Close",
     "Headers",
     "Nameservers",
+    "Params",
     "HttpConnectTimeoutError",
     "HttpConnectionClosedError",
     "HttpConnectionError",
@@ -67,11 +71,13 @@ __all__ = [
     "HttpTooManyHeaders",
     "Pool",
     "Request",
+    "RequestHeaders",
     "Response",
     "ResponseBody",
     "buffered",
     "default_dns_resolver",
     "default_ssl_context",
+    "discard",
     "empty_body",
     "hookimpl",
     "streamed",

@@ -1,4 +1,5 @@
-"""Helpers for callers that do not need to stream: `streamed` and `buffered`."""
+"""Helpers for bodies: `streamed` and `buffered` for callers that do not need to stream, and
+`discard` for wrappers that drop a response they will not return."""
 
 from __future__ import annotations
 
@@ -17,3 +18,21 @@ def streamed(data: bytes) -> Callable[[], AsyncIterator[bytes]]:
 async def buffered(body: AsyncIterable[bytes]) -> bytes:
     """Read a whole response body into memory."""
     return b"".join([chunk async for chunk in body])
+
+
+# What `discard` reads of an unwanted body before it closes the connection instead: reading a
+# little keeps the connection for reuse; reading a lot would cost more than a new connection.
+DISCARD_LIMIT_BYTES = 64 * 1024
+
+
+async def discard(body: AsyncIterable[bytes], limit: int = DISCARD_LIMIT_BYTES) -> None:
+    """Drop a response body: read it to its end if that takes at most `limit` bytes (so its
+    connection can be reused), else close it (`aclose()`, which closes the connection)."""
+    iterator = aiter(body)
+    async for chunk in iterator:
+        limit -= len(chunk)
+        if limit < 0:
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            return

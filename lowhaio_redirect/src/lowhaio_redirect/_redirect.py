@@ -1,0 +1,155 @@
+"""`redirectable`: a `request` that follows redirects (RFC 9110 15.4).
+
+Strategy: the wrapper is a loop in the caller's task around the wrapped `request`. Each hop
+decides the next method, headers and body from the status code alone, resolves `Location`
+against the current URL (RFC 3986 5), refuses what would be unsafe to follow (another scheme,
+https to http, credentials to another origin), and drops the intermediate response's body with
+`lowhaio.discard`, so the pool keeps or closes its connection. The policy is fixed when the
+request is wrapped; per-call state stays in the loop.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urldefrag, urljoin, urlsplit
+
+from lowhaio import (
+    DISCARD_LIMIT_BYTES,
+    BodyFactory,
+    HttpError,
+    HttpInvalidRequestError,
+    Params,
+    Request,
+    RequestHeaders,
+    Response,
+    discard,
+    empty_body,
+)
+
+REDIRECT_CODES = frozenset((b"301", b"302", b"303", b"307", b"308"))
+
+# Sent only to the origin the caller chose (RFC 9110 15.4: a user agent should not forward
+# credentials to another origin). `host` too: the caller's host header names the first origin.
+ORIGIN_BOUND_HEADERS = frozenset((b"authorization", b"cookie", b"proxy-authorization", b"host"))
+
+# Describe a body that is not sent once a redirect turns the request into a GET.
+BODY_HEADERS = frozenset(
+    (
+        b"content-length",
+        b"content-type",
+        b"content-encoding",
+        b"content-language",
+        b"content-location",
+        b"transfer-encoding",
+        b"expect",
+        b"trailer",
+    )
+)
+
+_control = re.compile(r"[\x00-\x1f\x7f]")
+_NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
+
+
+class HttpTooManyRedirects(HttpError):
+    """More redirects than `max_redirects`; `urls` is the chain, the request's URL first."""
+
+    def __init__(self, message: str, urls: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.urls = urls
+
+
+class HttpRedirectRefused(HttpError):
+    """A redirect that is not followed: its `Location` is not an http(s) URL, or it would go
+    from https to http (allowed with `allow_insecure=True`)."""
+
+    def __init__(self, message: str, url: str, location: str) -> None:
+        super().__init__(message)
+        self.url = url  # the URL that answered with the redirect
+        self.location = location  # where it pointed, as sent (decoded)
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, parts.hostname, parts.port or default
+
+
+def _next_url(url: str, location_header: bytes, allow_insecure: bool) -> str:
+    """The absolute URL a `Location` points to from `url`, or HttpRedirectRefused."""
+    location = location_header.decode("utf-8", "replace")
+    next_url, _ = urldefrag(urljoin(url, location.strip()))
+    scheme = urlsplit(next_url).scheme
+    if _control.search(location) or scheme not in ("http", "https"):
+        raise HttpRedirectRefused(
+            f"redirect to a URL that is not http(s): {location!r}", url, location
+        )
+    if scheme == "http" and urlsplit(url).scheme == "https" and not allow_insecure:
+        raise HttpRedirectRefused(
+            "redirect from https to http (allow_insecure=True follows it)", url, location
+        )
+    return next_url
+
+
+def redirectable(
+    request: Request,
+    *,
+    max_redirects: int = 10,
+    allow_insecure: bool = False,
+    discard_limit: int = DISCARD_LIMIT_BYTES,
+) -> Request:
+    """Wrap `request` so that it follows up to `max_redirects` redirects.
+
+    301 and 302 turn a POST into a GET without its body; 303 turns anything but HEAD into a
+    GET without body; 307 and 308 keep the method, headers and body (the body factory is called
+    again). Credentials (`authorization`, `cookie`, `proxy-authorization`) and a `host` header
+    are dropped when the origin changes. A redirect without `Location` is returned as it is.
+    Raises `HttpTooManyRedirects` past `max_redirects`, and `HttpRedirectRefused` for a
+    `Location` that is not http(s), or that goes from https to http unless `allow_insecure`.
+    Each intermediate body is read and dropped if at most `discard_limit` bytes, else its
+    connection is closed.
+    """
+
+    async def redirectable_request(
+        method: bytes,
+        url: str,
+        params: Params = (),
+        headers: RequestHeaders = (),
+        body: BodyFactory = empty_body,
+        body_args: tuple[Any, ...] = (),
+        body_kwargs: Mapping[str, Any] = _NO_KWARGS,
+    ) -> Response:
+        headers = tuple(headers)
+        urls = [url]
+        while True:
+            try:
+                code, response_headers, response_body = await request(
+                    method, url, params, headers, body, body_args, body_kwargs
+                )
+            except HttpInvalidRequestError as exc:
+                if len(urls) == 1:
+                    raise  # the caller's request
+                raise HttpRedirectRefused(
+                    f"redirect to an invalid URL: {exc}", urls[-2], url
+                ) from exc
+            location = next((v for k, v in response_headers if k == b"location"), None)
+            if code not in REDIRECT_CODES or location is None:
+                return code, response_headers, response_body
+            await discard(response_body, discard_limit)
+            next_url = _next_url(url, location, allow_insecure)
+            urls.append(next_url)
+            if len(urls) - 1 > max_redirects:
+                raise HttpTooManyRedirects(f"more than {max_redirects} redirects", tuple(urls))
+            if (code == b"303" and method != b"HEAD") or (
+                code in (b"301", b"302") and method == b"POST"
+            ):
+                method, body, body_args, body_kwargs = b"GET", empty_body, (), _NO_KWARGS
+                headers = tuple((k, v) for k, v in headers if k.lower() not in BODY_HEADERS)
+            if _origin(next_url) != _origin(url):
+                headers = tuple((k, v) for k, v in headers if k.lower() not in ORIGIN_BOUND_HEADERS)
+            # The query of the new URL is the server's: the caller's params went into the first.
+            url, params = next_url, ()
+
+    return redirectable_request
