@@ -907,3 +907,45 @@ async def test_a_body_iterator_without_aclose() -> None:
         assert await buffered(response) == b"ok"
         await close()
     assert received[0][1] == b"abc"
+
+
+@pytest.mark.parametrize(
+    ("body", "limit", "reused"),
+    [
+        (b"x" * 100, 100, True),  # read to its end: the connection goes back to the pool
+        (b"x" * 300_000, 100, False),  # past the limit, and unfinished: closed instead
+        (b"", 0, True),
+    ],
+)
+async def test_discard_drains_a_small_body_and_closes_a_large_one(
+    body: bytes, limit: int, reused: bool
+) -> None:
+    response = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+    response += b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (body[:60], body[60:]) if c)
+    response += b"0\r\n\r\n"
+    async with serve(respond_with(response, OK)) as server:
+        request, close = Pool()
+        _, _, first = await request(b"GET", server.url())
+        await lowhaio.discard(first, limit)
+        _, _, second = await request(b"GET", server.url())
+        assert await buffered(second) == (b"ok" if reused else body[:60] + body[60:])
+        await close()
+    assert server.connections == (1 if reused else 2)
+
+
+async def test_discard_of_an_iterable_without_aclose() -> None:
+    class Chunks:
+        def __init__(self) -> None:
+            self.left = [b"abc", b"def"]
+
+        def __aiter__(self) -> Chunks:
+            return self
+
+        async def __anext__(self) -> bytes:
+            if not self.left:
+                raise StopAsyncIteration
+            return self.left.pop(0)
+
+    chunks = Chunks()
+    await lowhaio.discard(chunks, 2)
+    assert chunks.left == [b"def"]  # stopped at the limit, with nothing to close

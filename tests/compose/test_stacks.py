@@ -1,0 +1,112 @@
+"""Wrappers stacked in either order: a streamed POST body, redirected with 307 and replayed
+byte for byte, over a server that drops the first attempt at the redirect's target."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from conftest import read_request, serve
+
+import lowhaio
+from lowhaio_redirect import redirectable
+from lowhaio_retry import retry
+
+CHUNKS = [bytes([i]) * 100_000 for i in range(3)]
+BODY = b"".join(CHUNKS)
+
+
+class Script:
+    """/upload answers 307 to /target; the first request to /target is read and then its
+    connection, a reused keep-alive one, is closed without an answer."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[bytes, bytes]] = []  # (request line, sha256 of the body)
+        self.dropped = False
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head, body = await read_request(reader)
+            line = head.split(b"\r\n")[0]
+            self.seen.append((line, hashlib.sha256(body).digest()))
+            if line.startswith(b"POST /upload "):
+                writer.write(b"HTTP/1.1 307 Temporary Redirect\r\nlocation: /target\r\n")
+                writer.write(b"content-length: 5\r\n\r\nmoved")
+            elif not self.dropped:
+                self.dropped = True
+                writer.transport.abort()
+                return
+            else:
+                writer.write(b"HTTP/1.1 201 Created\r\ncontent-length: 7\r\n\r\nstored!")
+
+
+Stack = Callable[[lowhaio.Request], lowhaio.Request]
+
+
+@pytest.mark.parametrize(
+    "stack",
+    [
+        pytest.param(lambda request: retry(redirectable(request)), id="retry(redirectable)"),
+        pytest.param(lambda request: redirectable(retry(request)), id="redirectable(retry)"),
+    ],
+)
+async def test_streamed_307_post_replayed_through_a_dropped_connection(stack: Stack) -> None:
+    calls = []
+
+    async def body(prefix: bytes) -> AsyncIterator[bytes]:
+        calls.append(prefix)
+        for chunk in CHUNKS:
+            yield chunk
+
+    script = Script()
+    async with serve(script) as server:
+        request, close = lowhaio.Pool()
+        code, _, response = await stack(request)(
+            b"POST",
+            server.url("/upload"),
+            headers=((b"content-length", b"%d" % len(BODY)),),
+            body=body,
+            body_args=(b"p",),
+        )
+        assert (code, await lowhaio.buffered(response)) == (b"201", b"stored!")
+        await close()
+    digest = hashlib.sha256(BODY).digest()
+    assert all(sent == digest for _, sent in script.seen)  # every attempt, byte for byte
+    targets = [line for line, _ in script.seen if line.startswith(b"POST /target ")]
+    assert len(targets) == 2  # dropped, then answered
+    assert calls == [b"p"] * len(script.seen)  # the factory called once per request sent
+
+
+async def test_retry_outside_redirect_replays_the_whole_chain() -> None:
+    script = Script()
+    async with serve(script) as server:
+        request, close = lowhaio.Pool()
+        _, _, response = await retry(redirectable(request))(
+            b"POST",
+            server.url("/upload"),
+            headers=((b"content-length", b"%d" % len(BODY)),),
+            body=lowhaio.streamed(BODY),
+        )
+        await lowhaio.buffered(response)
+        await close()
+    lines = [line.split(b" ")[1] for line, _ in script.seen]
+    assert lines == [b"/upload", b"/target", b"/upload", b"/target"]
+    assert server.connections == 2
+
+
+async def test_retry_inside_redirect_replays_only_the_failed_hop() -> None:
+    script = Script()
+    async with serve(script) as server:
+        request, close = lowhaio.Pool()
+        _, _, response = await redirectable(retry(request))(
+            b"POST",
+            server.url("/upload"),
+            headers=((b"content-length", b"%d" % len(BODY)),),
+            body=lowhaio.streamed(BODY),
+        )
+        await lowhaio.buffered(response)
+        await close()
+    lines = [line.split(b" ")[1] for line, _ in script.seen]
+    assert lines == [b"/upload", b"/target", b"/target"]
