@@ -103,7 +103,7 @@ async def serve(
 
 async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
     """Read one request: its head (up to and including the blank line) and its body, framed by
-    content-length or chunked."""
+    content-length or chunked (then as sent, with its framing and trailers)."""
     head = await reader.readuntil(b"\r\n\r\n")
     lower = head.lower()
     body = b""
@@ -113,11 +113,14 @@ async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
     elif b"\r\ntransfer-encoding: chunked" in lower:
         while True:
             size_line = await reader.readuntil(b"\r\n")
+            body += size_line
             size = int(size_line.split(b";")[0], 16)
-            chunk = await reader.readexactly(size + 2)
-            body += size_line + chunk
             if not size:
                 break
+            body += await reader.readexactly(size + 2)
+        while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
+            body += line  # trailer fields
+        body += line
     return head, body
 
 

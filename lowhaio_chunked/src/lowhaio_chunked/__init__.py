@@ -1,7 +1,16 @@
 """Chunked transfer encoding of lowhaio request bodies.
 
-A skeleton for now: the wrapper arrives in a later issue.
+from lowhaio import Pool
+from lowhaio_chunked import HEADER, chunked
+
+request, close = Pool()
+code, headers, body = await request(
+    b"POST", "https://example.com/upload", headers=(HEADER,), body=chunked(file_chunks)
+)
 """
 
-__all__: list[str] = []
+from ._chunked import HEADER, chunked
+
 __version__ = "0.1.0"
+
+__all__ = ["HEADER", "chunked"]
