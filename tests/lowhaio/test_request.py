@@ -949,3 +949,9 @@ async def test_discard_of_an_iterable_without_aclose() -> None:
     chunks = Chunks()
     await lowhaio.discard(chunks, 2)
     assert chunks.left == [b"def"]  # stopped at the limit, with nothing to close
+
+
+def test_target_of_is_what_request_sends() -> None:
+    host, target = lowhaio.target_of("http://Example.COM:8080/a b/%2F?x=1#f", (("k", "v w"),))
+    assert (host, target) == (b"example.com:8080", b"/a%20b/%2F?x=1&k=v%20w")
+    assert lowhaio.target_of("https://[::1]/") == (b"[::1]", b"/")

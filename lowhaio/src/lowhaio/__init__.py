@@ -39,6 +39,7 @@ from ._pool import (
     Response,
     default_ssl_context,
     empty_body,
+    target_of,
 )
 from ._response import ResponseBody
 from .hookspecs import hookimpl
@@ -81,4 +82,5 @@ __all__ = [
     "empty_body",
     "hookimpl",
     "streamed",
+    "target_of",
 ]

@@ -86,6 +86,13 @@ def default_ssl_context() -> ssl.SSLContext:
     return context
 
 
+def target_of(url: str, params: Params = ()) -> tuple[bytes, bytes]:
+    """The `host` header and the request target that `request` sends for `url` and `params`,
+    byte for byte: what a signature over the request has to cover."""
+    target = parse_url(url)
+    return target.host_header, request_target(target, params)
+
+
 def _where(origin: Origin) -> str:
     return f"{origin.scheme}://{origin.host}:{origin.port}"
 
