@@ -12,6 +12,7 @@ factory again. The policy is fixed when the request is wrapped, and never change
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email.utils
 import random
 import time
@@ -54,12 +55,14 @@ def retry_after(headers: Headers, now: float) -> float | None:
     if value is None:
         return None
     text = value.decode("latin-1").strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # not "²": str.isdigit() takes more than 0-9
         return float(text)
     try:
         date = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError):
         return None
+    if date.tzinfo is None:  # asctime's format names no zone; HTTP dates are always UTC
+        date = date.replace(tzinfo=datetime.UTC)
     return max(0.0, date.timestamp() - now)
 
 
