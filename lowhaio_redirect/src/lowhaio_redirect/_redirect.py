@@ -27,6 +27,7 @@ from lowhaio import (
     Response,
     discard,
     empty_body,
+    target_of,
 )
 
 REDIRECT_CODES = frozenset((b"301", b"302", b"303", b"307", b"308"))
@@ -77,11 +78,14 @@ def _origin(url: str) -> tuple[str, str | None, int | None]:
     return parts.scheme, parts.hostname, parts.port or default
 
 
-def _next_url(url: str, location_header: bytes, allow_insecure: bool) -> str:
-    """The absolute URL a `Location` points to from `url`, or HttpRedirectRefused."""
-    location = location_header.decode("utf-8", "replace")
-    next_url, _ = urldefrag(urljoin(url, location.strip()))
-    scheme = urlsplit(next_url).scheme
+def _next_url(url: str, location: str, allow_insecure: bool) -> str:
+    """The absolute URL that `location` points to from `url`, or HttpRedirectRefused."""
+    try:
+        next_url, _ = urldefrag(urljoin(url, location.strip()))
+        scheme = urlsplit(next_url).scheme
+        _origin(next_url)  # a port that does not parse
+    except ValueError as exc:
+        raise HttpRedirectRefused(f"redirect to an invalid URL: {exc}", url, location) from exc
     if _control.search(location) or scheme not in ("http", "https"):
         raise HttpRedirectRefused(
             f"redirect to a URL that is not http(s): {location!r}", url, location
@@ -91,6 +95,13 @@ def _next_url(url: str, location_header: bytes, allow_insecure: bool) -> str:
             "redirect from https to http (allow_insecure=True follows it)", url, location
         )
     return next_url
+
+
+def _requested(url: str, params: Params) -> str:
+    """The URL as requested, `params` in its query: what `Location` is resolved against
+    (RFC 9110 10.2.2), so that a reference without a query keeps it (RFC 3986 5.2.2)."""
+    host, target = target_of(url, params)
+    return f"{urlsplit(url).scheme}://{host.decode()}{target.decode()}"
 
 
 def redirectable(
@@ -121,8 +132,9 @@ def redirectable(
         body_args: tuple[Any, ...] = (),
         body_kwargs: Mapping[str, Any] = _NO_KWARGS,
     ) -> Response:
-        headers = tuple(headers)
+        params, headers = tuple(params), tuple(headers)
         urls = [url]
+        location = ""
         while True:
             try:
                 code, response_headers, response_body = await request(
@@ -132,13 +144,14 @@ def redirectable(
                 if len(urls) == 1:
                     raise  # the caller's request
                 raise HttpRedirectRefused(
-                    f"redirect to an invalid URL: {exc}", urls[-2], url
+                    f"redirect to an invalid URL: {exc}", urls[-2], location
                 ) from exc
-            location = next((v for k, v in response_headers if k == b"location"), None)
-            if code not in REDIRECT_CODES or location is None:
+            location_header = next((v for k, v in response_headers if k == b"location"), None)
+            if code not in REDIRECT_CODES or location_header is None:
                 return code, response_headers, response_body
             await discard(response_body, discard_limit)
-            next_url = _next_url(url, location, allow_insecure)
+            location = location_header.decode("utf-8", "replace")
+            next_url = _next_url(_requested(url, params), location, allow_insecure)
             urls.append(next_url)
             if len(urls) - 1 > max_redirects:
                 raise HttpTooManyRedirects(f"more than {max_redirects} redirects", tuple(urls))
