@@ -243,7 +243,8 @@ def signed(
     and the body is checked by the signature; the body factory is read twice, once to hash it),
     "unsigned" (UNSIGNED-PAYLOAD: the body is read once; TLS protects it on the way) or
     "streaming" (aws-chunked, S3 only: read once, every chunk of `chunk_bytes` signed; needs a
-    content-length header). Secrets and signatures never appear in exception messages.
+    content-length header; a request without a body factory is signed as an empty payload).
+    Secrets and signatures never appear in exception messages.
     """
 
     async def signed_request(
@@ -263,9 +264,12 @@ def signed(
         key = signing_key(creds.secret_access_key, date, region, service)
 
         added = [(b"x-amz-date", f"{date:%Y%m%dT%H%M%SZ}".encode())]
-        if payload == "signed":
+        # A request without a body (a GET, say) has nothing to stream: its empty payload is
+        # signed as such.
+        mode = "signed" if payload == "streaming" and body is empty_body else payload
+        if mode == "signed":
             payload_hash = await _sha256_of(body, body_args, body_kwargs)
-        elif payload == "unsigned":
+        elif mode == "unsigned":
             payload_hash = UNSIGNED_PAYLOAD
         else:
             decoded = _declared_length(headers)
@@ -276,7 +280,7 @@ def signed(
                 (b"content-length", b"%d" % aws_chunked_length(decoded, chunk_bytes)),
                 (b"x-amz-decoded-content-length", b"%d" % decoded),
             ]
-        if service == "s3" or payload != "signed":
+        if service == "s3" or mode != "signed":
             added.append((b"x-amz-content-sha256", payload_hash))
         if creds.session_token is not None:
             added.append((b"x-amz-security-token", creds.session_token.encode()))
@@ -293,7 +297,7 @@ def signed(
         ).encode()
         sent_headers = headers + tuple(h for h in added if h[0] != b"host")
         sent_headers += ((b"authorization", authorization),)
-        if payload == "streaming":
+        if mode == "streaming":
             return await request(
                 method,
                 url,
