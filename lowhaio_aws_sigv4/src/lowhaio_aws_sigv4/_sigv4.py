@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote_to_bytes, urlsplit, urlunsplit
 
 from lowhaio import (
     BodyFactory,
@@ -42,6 +42,7 @@ EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 # S3 accepts aws-chunked chunks of at least 8 KiB but the last; 64 KiB is what its documented
 # example and the AWS SDKs use.
 CHUNK_BYTES = 64 * 1024
+MIN_CHUNK_BYTES = 8 * 1024
 
 # Headers left out of the signature: hop-by-hop, or changed by proxies on the way.
 UNSIGNED_HEADERS = frozenset(
@@ -82,14 +83,15 @@ def utc_now() -> datetime:
 
 
 def _aws_quote(text: str) -> str:
-    return quote(text, safe="-_.~")
+    # Decoded to bytes, not text: a byte that is not UTF-8 (%FF) is signed as it is sent.
+    return quote(unquote_to_bytes(text), safe="-_.~")
 
 
 def canonical_uri(target: bytes) -> bytes:
     """The path of a request target as AWS canonicalises it for S3: each segment decoded, then
     encoded with only unreserved bytes bare (no normalisation, encoded once)."""
     path = target.partition(b"?")[0].decode("ascii")
-    return "/".join(_aws_quote(unquote(segment)) for segment in path.split("/")).encode()
+    return "/".join(_aws_quote(segment) for segment in path.split("/")).encode()
 
 
 def canonical_query(target: bytes) -> bytes:
@@ -100,7 +102,7 @@ def canonical_query(target: bytes) -> bytes:
     for item in query.split("&"):
         if item:
             name, _, value = item.partition("=")
-            pairs.append((_aws_quote(unquote(name)), _aws_quote(unquote(value))))
+            pairs.append((_aws_quote(name), _aws_quote(value)))
     return "&".join(f"{name}={value}" for name, value in sorted(pairs)).encode()
 
 
@@ -246,6 +248,8 @@ def signed(
     content-length header; a request without a body factory is signed as an empty payload).
     Secrets and signatures never appear in exception messages.
     """
+    if chunk_bytes < MIN_CHUNK_BYTES:
+        raise ValueError(f"chunk_bytes must be at least {MIN_CHUNK_BYTES} (S3's minimum)")
 
     async def signed_request(
         method: bytes,
@@ -258,7 +262,7 @@ def signed(
     ) -> Response:
         params, headers = tuple(params), tuple(headers)
         creds = await credentials()
-        date = clock()
+        date = clock().astimezone(UTC)
         host, target = target_of(url, params)
         credential_scope = scope(date, region, service)
         key = signing_key(creds.secret_access_key, date, region, service)
@@ -268,6 +272,10 @@ def signed(
         # signed as such.
         mode = "signed" if payload == "streaming" and body is empty_body else payload
         if mode == "signed":
+            if not callable(body):  # refused as the core would, before a first pass
+                raise HttpInvalidRequestError(
+                    f"body must be a factory returning an async iterable, not {type(body).__name__}"
+                )
             payload_hash = await _sha256_of(body, body_args, body_kwargs)
         elif mode == "unsigned":
             payload_hash = UNSIGNED_PAYLOAD
@@ -344,7 +352,7 @@ def presigned_url(
     """A URL that lets its holder make this one request, signed in its query, for `expires`
     seconds (query-string authentication; the payload is UNSIGNED-PAYLOAD; only `host` is
     signed)."""
-    date = clock()
+    date = clock().astimezone(UTC)
     credential_scope = scope(date, region, service)
     auth_params = [
         ("X-Amz-Algorithm", ALGORITHM),
