@@ -213,3 +213,44 @@ async def test_endless_interim_responses_while_waiting_for_continue() -> None:
         with pytest.raises(lowhaio.HttpProtocolError, match="interim"):
             await request(b"PUT", server.url(), headers=EXPECT, body=streamed(b"abc"))
         await close()
+
+
+async def test_a_shorter_wait_on_a_reused_connection_keeps_its_own_deadline() -> None:
+    # The first exchange leaves the connection's read timer set for read_timeout (30 s); the
+    # 100-continue wait on the reused connection must still end after continue_timeout.
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(OK)
+        _, body = await read_request(reader)  # no 100: the body comes after the timeout
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\n" + body)
+        await reader.read()
+
+    async with serve(handler) as server:
+        request, close = Pool(read_timeout=30, continue_timeout=0.1)
+        _, _, response = await request(b"GET", server.url())
+        assert await buffered(response) == b"ok"
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        _, _, response = await request(b"PUT", server.url(), headers=EXPECT, body=streamed(b"abc"))
+        assert await buffered(response) == b"abc"
+        assert loop.time() - started < 5
+        await close()
+    assert server.connections == 1
+
+
+async def test_an_idle_connection_outlives_its_read_timer() -> None:
+    async with serve(KeepOpenForever()) as server:
+        request, close = Pool(read_timeout=0.05)
+        for _ in range(2):
+            _, _, response = await request(b"GET", server.url())
+            assert await buffered(response) == b"ok"
+            await asyncio.sleep(0.1)  # idle past the read timeout: no error, still reusable
+        await close()
+    assert server.connections == 1
+
+
+class KeepOpenForever:
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(OK)

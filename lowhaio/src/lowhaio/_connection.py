@@ -64,6 +64,10 @@ class Connection(asyncio.BufferedProtocol):
         self.lost = False
         self.lost_error: Exception | None = None  # why, when it was not a clean close
         self._read_waiter: asyncio.Future[None] | None = None
+        self._read_timeout = 0.0
+        self._read_deadline = 0.0  # when the current read wait times out (loop time)
+        self._watchdog: asyncio.TimerHandle | None = None  # fails a read wait at its deadline
+        self._watch_at = 0.0  # when the watchdog fires
         self._write_waiter: asyncio.Future[None] | None = None
         self._lost_waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
@@ -116,6 +120,8 @@ class Connection(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.eof = self.lost = True
         self.lost_error = exc
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         _wake(self._write_waiter)
         _wake(self._lost_waiter)
         self._wake_reader()
@@ -144,12 +150,32 @@ class Connection(asyncio.BufferedProtocol):
             self._reading_paused = False
             self.transport.resume_reading()
         waiter = self._read_waiter = self.loop.create_future()
-        timer = self.loop.call_later(timeout, _timed_out, waiter, "reading", timeout)
+        self._read_timeout = timeout
+        self._read_deadline = deadline = self.loop.time() + timeout
+        # One timer per connection rather than one per wait: it is moved only when this wait
+        # must end before it fires, and when it fires for a later deadline it moves itself.
+        if self._watchdog is None or deadline < self._watch_at:
+            self._watch(deadline)
         try:
             await waiter
         finally:
             self._read_waiter = None
-            timer.cancel()
+
+    def _watch(self, when: float) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self._watch_at = when
+        self._watchdog = self.loop.call_at(when, self._watched)
+
+    def _watched(self) -> None:
+        self._watchdog = None
+        waiter = self._read_waiter
+        if waiter is None:
+            return  # nothing waits; the next wait starts the timer again
+        if self._read_deadline <= self._watch_at:
+            _timed_out(waiter, "reading", self._read_timeout)
+        else:
+            self._watch(self._read_deadline)
 
     def take(self, size: int) -> bytes:
         """Consume and return up to `size` buffered bytes."""
