@@ -88,6 +88,7 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Side-by-side benchmark against aiohttp and a raw asyncio client (not run by default)."""
-    _install(session, tools=["aiohttp", "uvloop"])
+    """Side-by-side benchmark against aiohttp, httpx and a raw asyncio client (not run by
+    default; `-- --quick`, `-- --loop uvloop`, `-- --only S1,S6`: see bench/README.md)."""
+    _install(session, tools=["aiohttp", "uvloop", "httpx"])
     session.run("python", "bench/bench.py", *session.posargs)

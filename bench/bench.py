@@ -1,23 +1,37 @@
 """Side-by-side benchmark: lowhaio, aiohttp (and httpx, if installed) against a raw asyncio client.
 
-    python bench/bench.py [--quick] [--rounds N] [--loop asyncio|uvloop] [--out FILE]
+    python bench/bench.py [--quick] [--rounds N] [--loop asyncio|uvloop] [--only S1,S6] [--out F]
 
 A local HTTP/1.1 server runs in its own process (uvloop, a plain `asyncio.Protocol`, precomputed
-responses, no HTTP library) on 127.0.0.1 and an ephemeral port. Every client is measured in the
-same run against the same server:
+responses, no HTTP library) on 127.0.0.1 and two ephemeral ports: plain HTTP, and TLS with the
+test certificates in tests/certs (the clients verify them against tests/certs/ca.pem). Every
+client is measured in the same run against the same server:
 
 - raw: the practical asyncio limit. A `BufferedProtocol` that writes precomputed request bytes
   and counts response bytes into a preallocated buffer, knowing the response length in advance.
-  It parses nothing, so it is a ceiling, not a competitor.
+  It parses nothing, so it is a ceiling, not a competitor. Over TLS it is the same protocol
+  under `loop.create_connection(..., ssl=context)`.
 - lowhaio, aiohttp, httpx: their ordinary streaming APIs, one pool or session per measurement.
 
-Scenarios (S3-S5 move 200 MB, 50 MB with --quick):
+Scenarios (S3-S5 and S6b move 200 MB, 50 MB with --quick):
 
 - S1: sequential small GETs (100-byte body) on one keep-alive connection, for a fixed duration.
 - S2: 64 concurrent tasks doing small GETs through one pool or session.
 - S3: a download with content-length.
 - S4: the same size, chunked in 16 KiB chunks.
 - S5: a streamed upload with content-length, in 64 KiB slices of one preallocated buffer.
+- S6a, S6b: S1 and S3 over TLS (`--only S6` runs both). Every client gets the same kind of
+  context: `lowhaio.default_ssl_context()` (system CAs, host names checked, ALPN http/1.1) with
+  the test CA added.
+
+S3 and S5 also measure memory: each of their measurements runs in a fresh process that imports
+only what its client needs, and reports the peak RSS of that process
+(`resource.getrusage(RUSAGE_SELF).ru_maxrss`) and its baseline: the same value taken after the
+imports, with the client open and one small request made (which finishes any lazy imports),
+just before the first large transfer. "peak - baseline" is then what streaming cost. The fresh
+processes are forked from a `multiprocessing` forkserver rather than spawned: Linux carries a
+process's ru_maxrss across exec(), so a child spawned by this (larger) process would report at
+least this process's own peak.
 
 How to read the results on a noisy 2-core machine:
 
@@ -26,7 +40,8 @@ How to read the results on a noisy 2-core machine:
   the ranges do not overlap, and re-run before believing a difference under ~10%.
 - "vs raw" is the client's median over raw's median. raw should be the fastest (ratio <= 1 for
   rates): if another client beats it by far, the server or the machine was the bottleneck.
-  For CPU s/GB lower is better, so the ratio is >= 1.
+  For CPU s/GB lower is better, so the ratio is >= 1. For memory it is the difference in MB
+  (the target is an allowance over raw, not a ratio).
 - S1 and S2 are latency-bound: every request is a round trip between the client and the server,
   so they measure per-request overhead and are sensitive to both processes sharing cores. With
   2+ CPUs the server is pinned to one CPU and the client to another (`os.sched_setaffinity`);
@@ -37,12 +52,20 @@ How to read the results on a noisy 2-core machine:
   within ~10% of each other either way. In S5 every client is held back by its own kernel send
   copies. There, CPU s/GB is what tells clients apart, and it is what remains when a real
   network is the bottleneck.
+- S6a adds TLS record processing to every round trip; in S6b the server's encryption on its one
+  CPU and the client's decryption set the pace, so the ratio to raw says how much a client adds
+  on top of the cipher.
 - Under the table, "CPUs taken by other processes" says, per scenario, how much CPU the rest of
-  the machine (and the hypervisor) used meanwhile, from /proc/stat. Above ~0.1, re-run.
+  the machine (and the hypervisor) used meanwhile, from /proc/stat. Above ~0.1, re-run. A
+  slower machine that /proc/stat does not show (a neighbour on the same physical core) shows in
+  raw's CPU s/GB, which should not vary: a note says when it did.
 - A client that fails or hangs in a scenario is shown as failed there, with the reason below
   the table, and the run exits with status 1 (0 otherwise).
-- aiohttp reads S3/S4 with `iter_chunked(65536)`, the usual idiom: with content-length its
+- aiohttp reads S3/S4/S6b with `iter_chunked(65536)`, the usual idiom: with content-length its
   reads arrive in large pieces that this re-slices, which costs it more than `iter_any()` would.
+- Every process that measures (and the server) first frees one 1 MiB block: see
+  `settle_malloc`. Without it, the clients that allocate a bytes object per socket read ran up to
+  5 times slower in S3 in a fresh process, and either way in a used one.
 """
 
 from __future__ import annotations
@@ -54,7 +77,9 @@ import gc
 import multiprocessing
 import os
 import platform
+import resource
 import socket
+import ssl
 import statistics
 import sys
 import time
@@ -73,7 +98,19 @@ UPLOAD_SLICE = 64 * 1024  # the clients' upload chunk size
 READ_SIZE = 64 * 1024  # what clients that take a chunk size are asked for
 RAW_BUFFER = 256 * 1024  # the raw client's receive buffer (lowhaio's default size too)
 CONCURRENCY = 64  # S2
+CERTS = Path(__file__).resolve().parent.parent / "tests/certs"  # test-only: see its README
 UPLOAD_BUFFER = bytes(MiB)  # the one preallocated buffer that uploads are sliced from
+
+
+def settle_malloc() -> None:
+    """Free one 1 MiB block, as any long-running process soon has: glibc then raises its
+    dynamic mmap threshold above the size of a socket read. Until then, each bytes object that
+    a client allocates per read (asyncio's `recv`, up to 256 KiB: aiohttp, httpx) is a fresh
+    mmap, faulted in page by page, which costs such a client about 5 times the CPU in S3; whether
+    that happened depended on what the process had done before, and their numbers flipped
+    between runs. A client that only reads into a buffer of its own (raw) does not care."""
+    block = bytearray(MiB)
+    del block
 
 
 # Responses: shared by the server (which sends them) and the raw client (which counts them) -----
@@ -251,25 +288,40 @@ def content_length(request_head: bytes) -> int | None:
     return None
 
 
-def serve(size: int, cpu: int | None, port_out: Any) -> None:
-    """The server process: pinned to `cpu`, sends its port back, serves until terminated."""
-    import uvloop
-
-    if cpu is not None:
-        os.sched_setaffinity(0, {cpu})
-    responses = Responses.build(size)
-    payload = memoryview(b"x" * WRITE_SLICE)
+def listening_socket() -> socket.socket:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
+    return sock
+
+
+def serve(size: int, cpu: int | None, ports_out: Any) -> None:
+    """The server process: pinned to `cpu`, sends its plain and TLS ports back, serves until
+    terminated."""
+    import uvloop
+
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    settle_malloc()  # its transport copies what the kernel did not take at once
+    responses = Responses.build(size)
+    payload = memoryview(b"x" * WRITE_SLICE)
+    plain, tls = listening_socket(), listening_socket()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(CERTS / "server.pem", CERTS / "server.key")
+    context.set_alpn_protocols(["http/1.1"])
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: ServerProtocol(responses, payload), sock=sock)
-        port_out.send(sock.getsockname()[1])
-        port_out.close()
-        await server.serve_forever()
+        servers = [
+            await loop.create_server(lambda: ServerProtocol(responses, payload), sock=plain),
+            await loop.create_server(
+                lambda: ServerProtocol(responses, payload), sock=tls, ssl=context
+            ),
+        ]
+        ports_out.send((plain.getsockname()[1], tls.getsockname()[1]))
+        ports_out.close()
+        await asyncio.gather(*(server.serve_forever() for server in servers))
 
     uvloop.run(main())
 
@@ -288,14 +340,27 @@ async def upload_body(size: int) -> AsyncIterator[memoryview]:
         sent += n
 
 
+def client_ssl_context() -> ssl.SSLContext:
+    """What every client verifies the TLS server with: lowhaio's default context (system CAs,
+    host names checked, ALPN http/1.1) and the test CA."""
+    import lowhaio
+
+    context = lowhaio.default_ssl_context()
+    context.load_verify_locations(CERTS / "ca.pem")
+    return context
+
+
 class Client:
-    """What a scenario needs from a client. `slot` is the task's index (raw: its connection)."""
+    """What a scenario needs from a client. `slot` is the task's index (raw: its connection).
+    `base` is `http://127.0.0.1:port` or, for TLS, `https://127.0.0.1:port`."""
 
     name = ""
 
     def __init__(self, base: str, responses: Responses) -> None:
         self.base = base
+        self.tls = base.startswith("https://")
         self.r = responses
+        self.measure_memory = False  # set in a fresh process: see `transfers`
 
     async def start(self, connections: int) -> None:
         """Open the pool or session, and warm up `connections` connections."""
@@ -368,19 +433,22 @@ class RawClient(Client):
 
     async def start(self, connections: int) -> None:
         loop = asyncio.get_running_loop()
-        host, port = self.base.removeprefix("http://").split(":")
-        self.conns = [
-            (await loop.create_connection(lambda: RawProtocol(loop), host, int(port)))[1]
-            for _ in range(connections)
-        ]
-        authority = self.base.removeprefix("http://").encode()
+        authority = self.base.split("://", 1)[1]
+        host, port = authority.split(":")
+        context = client_ssl_context() if self.tls else None
+        self.conns: list[RawProtocol] = []
+        for _ in range(connections):
+            _, conn = await loop.create_connection(
+                lambda: RawProtocol(loop), host, int(port), ssl=context
+            )
+            self.conns.append(conn)
 
         def get(path: bytes) -> bytes:
-            return b"GET %s HTTP/1.1\r\nhost: %s\r\n\r\n" % (path, authority)
+            return b"GET %s HTTP/1.1\r\nhost: %s\r\n\r\n" % (path, authority.encode())
 
         self.requests = {path: get(path.encode()) for path in ("/small", "/large", "/chunked")}
         self.upload_head = b"PUT /upload HTTP/1.1\r\nhost: %s\r\ncontent-length: %%d\r\n\r\n" % (
-            authority
+            authority.encode()
         )
         await super().start(connections)
 
@@ -411,7 +479,7 @@ class LowhaioClient(Client):
     async def start(self, connections: int) -> None:
         import lowhaio
 
-        self.request, self.close = lowhaio.Pool()
+        self.request, self.close = lowhaio.Pool(get_ssl_context=client_ssl_context)
         await super().start(connections)
 
     async def small(self, slot: int) -> None:
@@ -451,7 +519,8 @@ class AiohttpClient(Client):
     async def start(self, connections: int) -> None:
         import aiohttp
 
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100))
+        verify = client_ssl_context() if self.tls else True
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100, ssl=verify))
         await super().start(connections)
 
     async def small(self, slot: int) -> None:
@@ -484,7 +553,8 @@ class HttpxClient(Client):
         import httpx
 
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
-        self.client = httpx.AsyncClient(limits=limits)
+        verify = client_ssl_context() if self.tls else True
+        self.client = httpx.AsyncClient(limits=limits, verify=verify)
         await super().start(connections)
 
     async def small(self, slot: int) -> None:
@@ -548,11 +618,23 @@ async def s2_concurrent(client: Client, duration: float) -> dict[str, float]:
     return {"req/s": sum(counts) / elapsed}
 
 
+PEAK_RSS, RSS_GROWTH = "peak RSS, MB", "peak - baseline, MB"
+
+
+def peak_rss() -> float:
+    """This process's peak resident set size so far, in MB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / MB * (1 if sys.platform == "darwin" else 1024)  # bytes on macOS, else KiB
+
+
 async def transfers(
     client: Client, duration: float, transfer: Callable[[], Awaitable[None]]
 ) -> dict[str, float]:
-    """One connection: a transfer to warm it up, then whole transfers for at least `duration`."""
+    """One connection: a transfer to warm it up, then whole transfers for at least `duration`.
+    In a fresh process (`client.measure_memory`), also the peak RSS and how far streaming raised
+    it above what it was after the imports and the connection's first small request."""
     await client.start(1)
+    baseline = peak_rss()
     await transfer()
     count = 0
     cpu, start = time.process_time(), time.perf_counter()
@@ -565,7 +647,11 @@ async def transfers(
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     await client.stop()
     moved = count * client.r.size
-    return {"MB/s": moved / MB / elapsed, "CPU s/GB": cpu / (moved / 1e9)}
+    result = {"MB/s": moved / MB / elapsed, "CPU s/GB": cpu / (moved / 1e9)}
+    if client.measure_memory:
+        peak = peak_rss()
+        result |= {PEAK_RSS: peak, RSS_GROWTH: peak - baseline}
+    return result
 
 
 async def s3_large(client: Client, duration: float) -> dict[str, float]:
@@ -580,18 +666,31 @@ async def s5_upload(client: Client, duration: float) -> dict[str, float]:
     return await transfers(client, duration, lambda: client.upload(client.r.size))
 
 
-Scenario = Callable[[Client, float], Awaitable[dict[str, float]]]
+@dataclass(frozen=True)
+class Scenario:
+    key: str  # what --only names: "S6" selects S6a and S6b
+    title: str
+    run: Callable[[Client, float], Awaitable[dict[str, float]]]
+    tls: bool = False
+    isolated: bool = False  # each measurement in a fresh process, which reports its peak RSS
 
 
-def scenarios(size: int) -> list[tuple[str, Scenario]]:
+def scenarios(size: int) -> list[Scenario]:
     mb = f"{size // MB} MB"
     return [
-        ("S1 sequential small GETs, 1 connection", s1_sequential),
-        (f"S2 small GETs, {CONCURRENCY} concurrent tasks", s2_concurrent),
-        (f"S3 {mb} download, content-length", s3_large),
-        (f"S4 {mb} download, chunked", s4_chunked),
-        (f"S5 {mb} upload, content-length", s5_upload),
+        Scenario("S1", "S1 sequential small GETs, 1 connection", s1_sequential),
+        Scenario("S2", f"S2 small GETs, {CONCURRENCY} concurrent tasks", s2_concurrent),
+        Scenario("S3", f"S3 {mb} download, content-length", s3_large, isolated=True),
+        Scenario("S4", f"S4 {mb} download, chunked", s4_chunked),
+        Scenario("S5", f"S5 {mb} upload, content-length", s5_upload, isolated=True),
+        Scenario("S6a", "S6a TLS: sequential small GETs, 1 connection", s1_sequential, tls=True),
+        Scenario("S6b", f"S6b TLS: {mb} download, content-length", s3_large, tls=True),
     ]
+
+
+CLIENTS: dict[str, type[Client]] = {
+    cls.name: cls for cls in (RawClient, LowhaioClient, AiohttpClient, HttpxClient)
+}
 
 
 # Running and reporting ---------------------------------------------------------------------
@@ -600,34 +699,54 @@ def scenarios(size: int) -> list[tuple[str, Scenario]]:
 Row = tuple[str, str, str, list[float]]  # scenario, metric, client, one value per round
 
 
-def cpu_times(server_pid: int) -> tuple[float, float, float] | None:
-    """Wall time, the machine's user and steal CPU time, and ours (client and server user CPU
-    time), in seconds; None where /proc cannot tell (not Linux)."""
-    try:
-        machine = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-        server = Path(f"/proc/{server_pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    tick = os.sysconf("SC_CLK_TCK")
-    user_and_steal = (int(machine[1]) + int(machine[2]) + int(machine[8])) / tick
-    ours = os.times().user + int(server[11]) / tick
-    return time.perf_counter(), user_and_steal, ours
+def loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return None
 
 
-def other_load(before: tuple[float, float, float] | None, server_pid: int) -> float | None:
-    """How many CPUs other processes (and the hypervisor) took since `before`, on average."""
-    after = cpu_times(server_pid)
-    if before is None or after is None:
-        return None
-    wall, machine, ours = (b - a for a, b in zip(before, after, strict=True))
-    return max(machine - ours, 0.0) / wall
+class LoadMeter:
+    """How many CPUs other processes (and the hypervisor) took while a scenario ran: the
+    machine's user, nice and steal time from /proc/stat, minus the user time of this process,
+    of the server and of the measurement processes (the forkserver's children, not ours)."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.measured_elsewhere = 0.0  # user CPU seconds of the measurement processes so far
+        self.before: tuple[float, float, float] | None = None
+
+    def sample(self) -> tuple[float, float, float] | None:
+        """Wall time, the machine's CPU time, and ours, in seconds; None where /proc cannot
+        tell (not Linux)."""
+        try:
+            machine = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+            server = Path(f"/proc/{self.server_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        tick = os.sysconf("SC_CLK_TCK")
+        user_and_steal = (int(machine[1]) + int(machine[2]) + int(machine[8])) / tick
+        times = os.times()
+        ours = times.user + times.children_user + int(server[11]) / tick
+        return time.perf_counter(), user_and_steal, ours + self.measured_elsewhere
+
+    def start(self) -> None:
+        self.before = self.sample()
+
+    def other_load(self) -> float | None:
+        after = self.sample()
+        if self.before is None or after is None:
+            return None
+        wall, machine, ours = (b - a for a, b in zip(self.before, after, strict=True))
+        return max(machine - ours, 0.0) / wall
 
 
 async def measure(client: Client, scenario: Scenario, duration: float) -> dict[str, float]:
     """One measurement, bounded in time; a client that fails is closed as well as it can be."""
     try:
         async with asyncio.timeout(60 + 10 * duration):
-            return await scenario(client, duration)
+            return await scenario.run(client, duration)
     except Exception:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5):
@@ -635,45 +754,120 @@ async def measure(client: Client, scenario: Scenario, duration: float) -> dict[s
         raise
 
 
-async def run_all(
-    clients: list[Client], size: int, rounds: int, duration: float, server_pid: int
+def measure_in_child(
+    name: str, key: str, base: str, size: int, duration: float, loop: str, out: Any
+) -> None:
+    """A fresh process's measurement: forked from the forkserver, it starts with none of the
+    clients' libraries imported and with its own ru_maxrss. Sends back (result, error, CPU)."""
+    settle_malloc()
+    client = CLIENTS[name](base, Responses.build(size))
+    client.measure_memory = True
+    scenario = next(scenario for scenario in scenarios(size) if scenario.key == key)
+    try:
+        with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
+            result = runner.run(measure(client, scenario, duration))
+    except Exception as exc:
+        out.send((None, f"{type(exc).__name__}: {exc}", os.times().user))
+    else:
+        out.send((result, None, os.times().user))
+    out.close()
+
+
+def measure_isolated(
+    client: Client, scenario: Scenario, duration: float, loop: str, meter: LoadMeter
+) -> dict[str, float]:
+    """`measure` in a fresh process (see `measure_in_child`)."""
+    context = multiprocessing.get_context("forkserver")
+    result_in, result_out = context.Pipe(duplex=False)
+    args = (client.name, scenario.key, client.base, client.r.size, duration, loop, result_out)
+    child = context.Process(target=measure_in_child, args=args, daemon=True)
+    child.start()
+    result_out.close()
+    try:
+        if not result_in.poll(90 + 10 * duration):
+            raise TimeoutError(f"{client.name}: no result from the measurement process")
+        answer: tuple[dict[str, float] | None, str | None, float] = result_in.recv()
+    finally:
+        child.join(5)
+        if child.is_alive():
+            child.kill()
+            child.join()
+    result, error, cpu = answer  # (recv raised EOFError if the process died)
+    meter.measured_elsewhere += cpu
+    if result is None:
+        raise RuntimeError(error)
+    return result
+
+
+def run_all(
+    classes: list[type[Client]],
+    bases: tuple[str, str],
+    size: int,
+    chosen: list[Scenario],
+    rounds: int,
+    duration: float,
+    loop: str,
+    meter: LoadMeter,
 ) -> tuple[list[Row], list[str], list[str]]:
     """The table's rows; for each scenario, how busy the rest of the machine was; failures.
     A client that fails (or hangs) in a scenario is left out of that scenario's later rounds."""
     rows: list[Row] = []
     loads, failures = [], []
-    for title, scenario in scenarios(size):
-        print(f"{title}: ", end="", flush=True)
-        before = cpu_times(server_pid)
-        results: dict[str, dict[str, list[float]]] = {client.name: {} for client in clients}
-        failed: dict[str, str] = {}
-        for round_ in range(rounds):
-            shift = round_ % len(clients)
-            for client in clients[shift:] + clients[:shift]:
-                if client.name in failed:
-                    continue
-                gc.collect()
-                try:
-                    result = await measure(client, scenario, duration)
-                except Exception as exc:
-                    failed[client.name] = f"{type(exc).__name__}: {exc}"
-                    results[client.name] = {}
-                    print(f"({client.name} failed)", end="", flush=True)
-                    continue
-                for metric, value in result.items():
-                    results[client.name].setdefault(metric, []).append(value)
-            print(".", end="", flush=True)
-        load = other_load(before, server_pid)
-        if load is not None:
-            loads.append(f"{title.split()[0]} {load:.2f}")
-            print(f" other processes: {load:.2f} CPU", end="")
-        print()
-        metrics = dict.fromkeys(metric for result in results.values() for metric in result)
-        for metric in metrics or ["-"]:
-            for client in clients:
-                rows.append((title, metric, client.name, results[client.name].get(metric, [])))
-        failures += [f"{title.split()[0]} {name} failed: {why}" for name, why in failed.items()]
+    responses = Responses.build(size)
+    with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
+        for scenario in chosen:
+            print(f"{scenario.title}: ", end="", flush=True)
+            base = bases[1] if scenario.tls else bases[0]
+            clients = [cls(base, responses) for cls in classes]
+            meter.start()
+            results: dict[str, dict[str, list[float]]] = {client.name: {} for client in clients}
+            failed: dict[str, str] = {}
+            for round_ in range(rounds):
+                shift = round_ % len(clients)
+                for client in clients[shift:] + clients[:shift]:
+                    if client.name in failed:
+                        continue
+                    gc.collect()
+                    try:
+                        if scenario.isolated:
+                            result = measure_isolated(client, scenario, duration, loop, meter)
+                        else:
+                            result = runner.run(measure(client, scenario, duration))
+                    except Exception as exc:
+                        failed[client.name] = f"{type(exc).__name__}: {exc}"
+                        results[client.name] = {}
+                        print(f"({client.name} failed)", end="", flush=True)
+                        continue
+                    for metric, value in result.items():
+                        results[client.name].setdefault(metric, []).append(value)
+                print(".", end="", flush=True)
+            load = meter.other_load()
+            if load is not None:
+                loads.append(f"{scenario.key} {load:.2f}")
+                print(f" other processes: {load:.2f} CPU", end="")
+            print()
+            metrics = dict.fromkeys(metric for result in results.values() for metric in result)
+            for metric in metrics or ["-"]:
+                for client in clients:
+                    values = results[client.name].get(metric, [])
+                    rows.append((scenario.title, metric, client.name, values))
+            failures += [f"{scenario.key} {name} failed: {why}" for name, why in failed.items()]
     return rows, loads, failures
+
+
+def slowdowns(rows: list[Row]) -> list[str]:
+    """raw does the same work per GB in every round: when its CPU s/GB varies between rounds,
+    the machine itself ran slower for a while, which /proc/stat does not show (a neighbour on
+    the same physical core, a lower clock)."""
+    notes = []
+    for scenario, metric, client, values in rows:
+        if client == "raw" and metric == "CPU s/GB" and values and max(values) > 1.3 * min(values):
+            notes.append(
+                f"{scenario.split()[0]}: raw's CPU s/GB varied {max(values) / min(values):.1f}x "
+                f"between rounds ({fmt(min(values))}-{fmt(max(values))}): the machine slowed "
+                "down for a while; re-run it"
+            )
+    return notes
 
 
 def fmt(value: float) -> str:
@@ -689,9 +883,13 @@ def table(rows: list[Row]) -> list[list[str]]:
             continue
         median = medians[scenario, metric, client]
         raw = medians.get((scenario, metric, "raw"))
-        ratio = f"{median / raw:.2f}" if raw else "-"
-        spread = f"{fmt(min(values))}-{fmt(max(values))}"
-        lines.append([scenario, metric, client, fmt(median), ratio, spread])
+        if metric in (PEAK_RSS, RSS_GROWTH):  # an allowance over raw: the difference
+            median_text, spread = f"{median:.1f}", f"{min(values):.1f}-{max(values):.1f}"
+            ratio = "-" if raw is None else f"{median - raw:+.1f} MB"
+        else:
+            median_text, spread = fmt(median), f"{fmt(min(values))}-{fmt(max(values))}"
+            ratio = f"{median / raw:.2f}" if raw else "-"
+        lines.append([scenario, metric, client, median_text, ratio, spread])
     return lines
 
 
@@ -731,16 +929,25 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smaller, shorter, fewer rounds")
     parser.add_argument("--rounds", type=int, help="rounds per scenario (default 5, quick 3)")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument("--only", help="scenarios to run, e.g. S1,S6 (S6 is S6a and S6b)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results/latest.md")
     args = parser.parse_args()
     size = 50 * MB if args.quick else 200 * MB
     rounds = args.rounds or (3 if args.quick else 5)
     duration = 1.0 if args.quick else 2.0
+    chosen = scenarios(size)
+    if args.only:
+        wanted = {name.strip().upper() for name in args.only.split(",")} - {""}
+        names = {s: {s.key.upper(), s.key[:2]} for s in chosen}  # S6a answers to S6 too
+        if not wanted or not wanted <= set().union(*names.values()):
+            parser.error(f"--only {args.only}: the scenarios are S1 to S6, S6a and S6b")
+        chosen = [s for s in chosen if names[s] & wanted]
 
     began = time.perf_counter()
+    settle_malloc()
     client_cpu, server_cpu = pin()
     if client_cpu is not None:
-        os.sched_setaffinity(0, {client_cpu})
+        os.sched_setaffinity(0, {client_cpu})  # inherited by the measurement processes
         pinning = f"client pinned to CPU {client_cpu}, server to CPU {server_cpu}"
     else:
         pinning = "not pinned (fewer than 2 CPUs): S1/S2 share cores with the server"
@@ -760,30 +967,27 @@ def main() -> int:
         versions.append(f"httpx {httpx.__version__}")
 
     context = multiprocessing.get_context("spawn")
-    port_in, port_out = context.Pipe(duplex=False)
-    server = context.Process(target=serve, args=(size, server_cpu, port_out), daemon=True)
+    ports_in, ports_out = context.Pipe(duplex=False)
+    server = context.Process(target=serve, args=(size, server_cpu, ports_out), daemon=True)
     server.start()
     try:
-        if not port_in.poll(30):
+        if not ports_in.poll(30):
             raise RuntimeError("the server did not start")
-        base = f"http://127.0.0.1:{port_in.recv()}"
-        responses = Responses.build(size)
-        clients = [cls(base, responses) for cls in classes]
+        plain, tls = ports_in.recv()
+        bases = (f"http://127.0.0.1:{plain}", f"https://127.0.0.1:{tls}")
         header = [
             f"Python {platform.python_version()}, client loop: {args.loop}, server: uvloop, "
             f"{', '.join(versions)}",
             f"{os.cpu_count()} CPUs, {pinning}",
-            f"{rounds} rounds per scenario; in each, every client runs S1/S2 for {duration:g} s "
-            f"and repeats S3-S5's {size // MB} MB transfers for at least {duration:g} s",
+            f"{rounds} rounds per scenario; in each, every client runs S1/S2/S6a for "
+            f"{duration:g} s and repeats S3-S5/S6b's {size // MB} MB transfers for at least "
+            f"{duration:g} s; S3 and S5 each in a fresh process, whose peak RSS is shown",
         ]
         print("\n".join(header), flush=True)
-        coroutine = run_all(clients, size, rounds, duration, server.pid or 0)
-        if args.loop == "uvloop":
-            import uvloop
-
-            rows, loads, failures = uvloop.run(coroutine)
-        else:
-            rows, loads, failures = asyncio.run(coroutine)
+        meter = LoadMeter(server.pid or 0)
+        rows, loads, failures = run_all(
+            classes, bases, size, chosen, rounds, duration, args.loop, meter
+        )
     finally:
         server.terminate()
         server.join(5)
@@ -796,7 +1000,7 @@ def main() -> int:
             "CPUs taken by other processes and the hypervisor, per scenario (0 on a quiet "
             f"machine; above ~0.1, re-run): {', '.join(loads)}"
         )
-    notes += failures
+    notes += slowdowns(rows) + failures
     lines = table(rows)
     print()
     print(text_table(lines))
