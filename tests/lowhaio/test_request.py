@@ -955,3 +955,21 @@ def test_target_of_is_what_request_sends() -> None:
     host, target = lowhaio.target_of("http://Example.COM:8080/a b/%2F?x=1#f", (("k", "v w"),))
     assert (host, target) == (b"example.com:8080", b"/a%20b/%2F?x=1&k=v%20w")
     assert lowhaio.target_of("https://[::1]/") == (b"[::1]", b"/")
+
+
+async def test_a_head_trickled_a_byte_at_a_time_is_bounded_as_a_whole() -> None:
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nx-slow: ")
+        while True:  # progress every 20 ms: the idle read timeout never fires
+            writer.write(b"z")
+            await asyncio.sleep(0.02)
+
+    async with serve(trickle) as server:
+        request, close = Pool(read_timeout=0.2, head_timeout=0.3)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(lowhaio.HttpDataTimeoutError, match=r"not complete within 0\.3 s"):
+            await request(b"GET", server.url())
+        assert loop.time() - started < 1.5
+        await close()

@@ -33,9 +33,9 @@ def _wake(waiter: asyncio.Future[None] | None) -> None:
         waiter.set_result(None)
 
 
-def _timed_out(waiter: asyncio.Future[None], what: str, timeout: float) -> None:
+def _timed_out(waiter: asyncio.Future[None], message: str) -> None:
     if not waiter.done():  # pragma: no branch
-        waiter.set_exception(HttpDataTimeoutError(f"no progress {what} for {timeout} s"))
+        waiter.set_exception(HttpDataTimeoutError(message))
 
 
 class Connection(asyncio.BufferedProtocol):
@@ -65,6 +65,7 @@ class Connection(asyncio.BufferedProtocol):
         self.lost_error: Exception | None = None  # why, when it was not a clean close
         self._read_waiter: asyncio.Future[None] | None = None
         self._read_timeout = 0.0
+        self._read_message: str | None = None
         self._read_deadline = 0.0  # when the current read wait times out (loop time)
         self._watchdog: asyncio.TimerHandle | None = None  # fails a read wait at its deadline
         self._watch_at = 0.0  # when the watchdog fires
@@ -144,13 +145,15 @@ class Connection(asyncio.BufferedProtocol):
 
     # Used by the request's task -------------------------------------------------------------
 
-    async def read_more(self, timeout: float) -> None:
-        """Wait until more bytes arrive or the server closes; `eof` tells which."""
+    async def read_more(self, timeout: float, message: str | None = None) -> None:
+        """Wait until more bytes arrive or the server closes; `eof` tells which. After `timeout`
+        seconds, HttpDataTimeoutError, with `message` if given."""
         if self._reading_paused:
             self._reading_paused = False
             self.transport.resume_reading()
         waiter = self._read_waiter = self.loop.create_future()
         self._read_timeout = timeout
+        self._read_message = message
         self._read_deadline = deadline = self.loop.time() + timeout
         # One timer per connection rather than one per wait: it is moved only when this wait
         # must end before it fires, and when it fires for a later deadline it moves itself.
@@ -173,7 +176,8 @@ class Connection(asyncio.BufferedProtocol):
         if waiter is None:
             return  # nothing waits; the next wait starts the timer again
         if self._read_deadline <= self._watch_at:
-            _timed_out(waiter, "reading", self._read_timeout)
+            message = self._read_message or f"no progress reading for {self._read_timeout} s"
+            _timed_out(waiter, message)
         else:
             self._watch(self._read_deadline)
 
@@ -209,7 +213,8 @@ class Connection(asyncio.BufferedProtocol):
             return
         self._check_open()
         waiter = self._write_waiter = self.loop.create_future()
-        timer = self.loop.call_later(timeout, _timed_out, waiter, "writing", timeout)
+        message = f"no progress writing for {timeout} s"
+        timer = self.loop.call_later(timeout, _timed_out, waiter, message)
         try:
             await waiter
         finally:

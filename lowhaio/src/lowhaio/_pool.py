@@ -41,7 +41,7 @@ from ._http11 import (
     request_target,
     response_framing,
 )
-from ._response import ResponseBody, await_continue, read_head
+from ._response import HeadLimits, ResponseBody, await_continue, read_head
 from ._state import Addresses, PoolState
 from ._trace import Tracer
 
@@ -180,6 +180,7 @@ def Pool(
     write_timeout: float = 30.0,
     pool_timeout: float = 10.0,
     continue_timeout: float = 1.0,
+    head_timeout: float = 60.0,
     keep_alive_timeout: float = 15.0,
     max_connections: int = 100,
     max_connections_per_host: int = 100,
@@ -194,7 +195,8 @@ def Pool(
     Timeouts are in seconds. `connect_timeout` bounds TCP and TLS (Happy Eyeballs tries each
     address of a name in turn within it); `read_timeout` and `write_timeout` are idle timeouts
     that reset whenever bytes move; `continue_timeout` is how long a request with `Expect:
-    100-continue` waits for 100 before sending its body anyway. `keep_alive_timeout` is how long
+    100-continue` waits for 100 before sending its body anyway; `head_timeout` bounds a whole
+    response head however slowly it trickles in. `keep_alive_timeout` is how long
     an idle connection is kept (shorter if the server's `Keep-Alive: timeout=` says so).
     `max_head_bytes` and `max_headers` bound a response head; `max_line_bytes` a chunk-size or
     trailer line. `get_dns_resolver` is called once, at the first name to resolve, and returns
@@ -203,6 +205,7 @@ def Pool(
     `lowhaio.hookspecs`. May be called outside a running event loop.
     """
     tracer = Tracer(plugins)
+    head_limits = HeadLimits.of(head_timeout, max_head_bytes, max_headers)
     state = PoolState(
         max_connections,
         max_connections_per_host,
@@ -352,9 +355,7 @@ def Pool(
                 )
             if chunks is not None:
                 if framing.expect_continue:
-                    response = await await_continue(
-                        conn, continue_timeout, max_head_bytes, max_headers
-                    )
+                    response = await await_continue(conn, continue_timeout, head_limits)
                 if response is None:
                     caller_error = await _send_body(conn, chunks, framing, write_timeout, trace)
                 else:
@@ -362,7 +363,7 @@ def Pool(
                     await _close_body(chunks)
             if caller_error is None:
                 if response is None:
-                    response = await read_head(conn, read_timeout, max_head_bytes, max_headers)
+                    response = await read_head(conn, read_timeout, head_limits)
                 response_frame = response_framing(response, method)
         except BaseException as exc:
             state.discard(conn, "error")

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ._connection import Connection
 from ._exceptions import (
@@ -25,46 +25,60 @@ if TYPE_CHECKING:
 MAX_INTERIM_RESPONSES = 16
 
 
-async def _next_head(
-    conn: Connection, timeout: float, max_bytes: int, max_headers: int
-) -> ResponseHead:
-    """Read one response head, interim or final."""
+class HeadLimits(NamedTuple):
+    """How large a response head may be, and how long it may take."""
+
+    head_timeout: float  # seconds for a whole head, however slowly it trickles in
+    max_bytes: int
+    max_headers: int
+    late: str = ""  # the error's message when a head takes longer than head_timeout
+
+    @classmethod
+    def of(cls, head_timeout: float, max_bytes: int, max_headers: int) -> HeadLimits:
+        late = f"the response head was not complete within {head_timeout} s"
+        return cls(head_timeout, max_bytes, max_headers, late)
+
+
+async def _next_head(conn: Connection, timeout: float, limits: HeadLimits) -> ResponseHead:
+    """Read one response head, interim or final: each read within `timeout` seconds of the
+    last, the whole within `limits.head_timeout` (a server sending a byte at a time is
+    bounded too)."""
+    deadline = conn.loop.time() + limits.head_timeout
     searched = 0
-    while (at := find_head_end(conn.buf, conn.start, conn.end, searched, max_bytes)) < 0:
+    while (at := find_head_end(conn.buf, conn.start, conn.end, searched, limits.max_bytes)) < 0:
         if conn.eof:
             raise HttpConnectionClosedError(
                 "connection closed before the response head was complete"
                 f" ({conn.end - conn.start} bytes of it received)"
             ) from conn.lost_error
         searched = conn.end - conn.start
-        await conn.read_more(timeout)
-    head = parse_head(bytes(conn.view[conn.start : at - 4]), max_headers)
+        remaining = max(deadline - conn.loop.time(), 0.0)
+        await conn.read_more(min(timeout, remaining), limits.late if remaining < timeout else None)
+    head = parse_head(bytes(conn.view[conn.start : at - 4]), limits.max_headers)
     conn.consume(at)
     if head.status == 101:
         raise HttpProtocolError("101 Switching Protocols, but no upgrade was asked for")
     return head
 
 
-async def read_head(
-    conn: Connection, timeout: float, max_bytes: int, max_headers: int
-) -> ResponseHead:
+async def read_head(conn: Connection, timeout: float, limits: HeadLimits) -> ResponseHead:
     """Read the final response head, skipping interim 1xx responses (RFC 9110 15.2)."""
     for _ in range(MAX_INTERIM_RESPONSES + 1):
-        head = await _next_head(conn, timeout, max_bytes, max_headers)
+        head = await _next_head(conn, timeout, limits)
         if head.status >= 200:
             return head
     raise HttpProtocolError(f"more than {MAX_INTERIM_RESPONSES} interim (1xx) responses")
 
 
 async def await_continue(
-    conn: Connection, timeout: float, max_bytes: int, max_headers: int
+    conn: Connection, timeout: float, limits: HeadLimits
 ) -> ResponseHead | None:
     """After a head with `Expect: 100-continue`, wait up to `timeout` for 100 (Continue): None
     means send the body now; a final response that came first is returned instead, and the
     body is not sent (RFC 9110 10.1.1)."""
     for _ in range(MAX_INTERIM_RESPONSES + 1):
         try:
-            head = await _next_head(conn, timeout, max_bytes, max_headers)
+            head = await _next_head(conn, timeout, limits)
         except HttpDataTimeoutError:
             return None  # the server may not know 100-continue: send anyway
         if head.status == 100:
