@@ -84,10 +84,15 @@ class Server:
 
 @contextlib.asynccontextmanager
 async def serve(
-    handler: Handler, ssl_context: ssl.SSLContext | None = None, host: str = "127.0.0.1"
+    handler: Handler,
+    ssl_context: ssl.SSLContext | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
 ) -> AsyncIterator[Server]:
+    """Serve `handler` on `host` and `port` (0: an ephemeral one) until the block exits; a
+    given port lets a second loopback address serve the same port as a first."""
     server = Server(handler)
-    listener = await asyncio.start_server(server._handle, host, 0, ssl=ssl_context)
+    listener = await asyncio.start_server(server._handle, host, port, ssl=ssl_context)
     server.port = listener.sockets[0].getsockname()[1]
     try:
         yield server

@@ -134,22 +134,9 @@ async def ok_forever(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
         await writer.drain()
 
 
-@contextlib.asynccontextmanager
-async def serve_at(host: str, port: int) -> AsyncIterator[Server]:
+def serve_at(host: str, port: int) -> contextlib.AbstractAsyncContextManager[Server]:
     """`ok_forever` served on a given port: to serve one port on a second loopback address."""
-    server = Server(ok_forever)
-    listener = await asyncio.start_server(server._handle, host, port)
-    server.port = port
-    try:
-        yield server
-    finally:
-        listener.close()
-        for writer in server.writers:
-            writer.transport.abort()
-        for task in list(server.tasks):
-            task.cancel()
-        await asyncio.gather(*server.tasks, return_exceptions=True)
-        await listener.wait_closed()
+    return serve(ok_forever, host=host, port=port)
 
 
 class EofServer:

@@ -117,22 +117,11 @@ class Site:
         return self.server.url(path, scheme, self.host)
 
 
-@contextlib.asynccontextmanager
-async def serve_at(handler: Handler, host: str, port: int) -> AsyncIterator[Server]:
+def serve_at(
+    handler: Handler, host: str, port: int
+) -> contextlib.AbstractAsyncContextManager[Server]:
     """conftest's `serve` on a given port: another loopback address can take the same one."""
-    server = Server(handler)
-    listener = await asyncio.start_server(server._handle, host, port)
-    server.port = port
-    try:
-        yield server
-    finally:
-        listener.close()
-        for writer in server.writers:
-            writer.transport.abort()
-        for task in list(server.tasks):
-            task.cancel()
-        await asyncio.gather(*server.tasks, return_exceptions=True)
-        await listener.wait_closed()
+    return serve(handler, host=host, port=port)
 
 
 @contextlib.asynccontextmanager
