@@ -17,9 +17,12 @@ import os
 import pathlib
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from lowhaio import Request
 
 TEST_TIMEOUT = 30.0
 CERTS = pathlib.Path(__file__).parent / "certs"
@@ -143,6 +146,27 @@ def respond_with(*responses: bytes, close: bool = False) -> Handler:
             await reader.read()
 
     return handler
+
+
+@contextlib.asynccontextmanager
+async def pool(**kwargs: Any) -> AsyncIterator[Request]:
+    """A `lowhaio.Pool(**kwargs)`'s request, the pool closed when the block exits."""
+    import lowhaio
+
+    request, close = lowhaio.Pool(**kwargs)
+    try:
+        yield request
+    finally:
+        await close()
+
+
+async def get(request: Request, url: str, **kwargs: Any) -> bytes:
+    """GET `url`, check for 200, return the whole body."""
+    import lowhaio
+
+    code, _, body = await request(b"GET", url, **kwargs)
+    assert code == b"200"
+    return await lowhaio.buffered(body)
 
 
 def server_ssl_context() -> ssl.SSLContext:

@@ -18,17 +18,17 @@ import resource
 import select
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiodnsresolver
 import pytest
 from aiodnsresolver import TYPES
-from conftest import Server, read_request, serve
+from conftest import Server, get, pool, read_request, serve
 from dnsserver import AAAA, NXDOMAIN, A, DnsServer, dns_server
 
 import lowhaio
-from lowhaio import buffered, hookimpl
+from lowhaio import hookimpl
 
 HOST = "host.test"
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
@@ -109,21 +109,6 @@ class ScriptedResolver:
 
     async def clear_cache(self) -> None:
         await self.made[1]()
-
-
-@contextlib.asynccontextmanager
-async def pool(**kwargs: Any) -> AsyncIterator[lowhaio.Request]:
-    request, close = lowhaio.Pool(**kwargs)
-    try:
-        yield request
-    finally:
-        await close()
-
-
-async def get(request: lowhaio.Request, url: str) -> bytes:
-    code, _, body = await request(b"GET", url)
-    assert code == b"200"
-    return await buffered(body)
 
 
 async def ok_forever(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -20,7 +20,8 @@ from unittest import mock
 import pluggy
 import pytest
 from aiodnsresolver import TYPES
-from conftest import Handler, read_request, respond_with, serve
+from conftest import Handler, get, read_request, respond_with, serve
+from conftest import pool as pool_with
 
 import lowhaio
 from lowhaio import Headers, buffered, hookimpl, streamed
@@ -192,19 +193,10 @@ def length(size: int) -> Headers:
     return ((b"content-length", b"%d" % size),)
 
 
-@contextlib.asynccontextmanager
-async def pool(*plugins: object, **kwargs: Any) -> AsyncIterator[lowhaio.Request]:
-    request, close = lowhaio.Pool(plugins=plugins, **kwargs)
-    try:
-        yield request
-    finally:
-        await close()
-
-
-async def get(request: lowhaio.Request, url: str, **kwargs: Any) -> bytes:
-    code, _, body = await request(b"GET", url, **kwargs)
-    assert code == b"200"
-    return await buffered(body)
+def pool(
+    *plugins: object, **kwargs: Any
+) -> contextlib.AbstractAsyncContextManager[lowhaio.Request]:
+    return pool_with(plugins=plugins, **kwargs)
 
 
 def gated(response: bytes, gate: asyncio.Event) -> Handler:

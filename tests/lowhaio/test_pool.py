@@ -8,15 +8,13 @@ Keep-alive reuse, idle expiry, limits and FIFO waiting, abandoned bodies, cancel
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import pytest
-from conftest import read_request, serve
+from conftest import get, pool, read_request, serve
 
 import lowhaio
 from lowhaio import buffered
@@ -91,21 +89,6 @@ class Script:
                 self.changed.clear()
                 await self.changed.wait()
         return self.closed[number]
-
-
-@contextlib.asynccontextmanager
-async def pool(**kwargs: Any) -> AsyncIterator[lowhaio.Request]:
-    request, close = lowhaio.Pool(**kwargs)
-    try:
-        yield request
-    finally:
-        await close()
-
-
-async def get(request: lowhaio.Request, url: str, **kwargs: Any) -> bytes:
-    code, _, body = await request(b"GET", url, **kwargs)
-    assert code == b"200"
-    return await buffered(body)
 
 
 async def send(request: lowhaio.Request, url: str) -> lowhaio.Response:

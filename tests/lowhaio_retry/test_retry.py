@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import Server, read_request, serve
+from conftest import Server, pool, read_request, serve
 
 from lowhaio import (
     HttpConnectionClosedError,
@@ -22,7 +22,6 @@ from lowhaio import (
     HttpInvalidRequestError,
     HttpProtocolError,
     HttpStaleConnectionError,
-    Pool,
     Request,
     buffered,
     streamed,
@@ -106,15 +105,6 @@ def retrying(request: Request, fake: FakeTime, **policy: Any) -> Request:
         "jitter": lambda: 0.5,
     }
     return retry(request, **{**fixed, **policy})
-
-
-@contextlib.asynccontextmanager
-async def pool() -> AsyncIterator[Request]:
-    request, close = Pool()
-    try:
-        yield request
-    finally:
-        await close()
 
 
 class LateServer:

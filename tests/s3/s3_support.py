@@ -3,7 +3,6 @@ streamed in odd-sized pieces, reading answers, and ways to spoil a signature on 
 
 from __future__ import annotations
 
-import contextlib
 import random
 import re
 import uuid
@@ -11,6 +10,8 @@ from collections.abc import AsyncIterator, Mapping
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlencode
+
+from conftest import pool as pool  # re-exported: the tests take it from here
 
 import lowhaio
 from lowhaio import BodyFactory, Request, RequestHeaders, Response
@@ -21,15 +22,6 @@ MIB = 1024 * KIB
 PIECE_BYTES = 7919  # a prime: the caller's pieces never line up with the signer's 64 KiB chunks
 
 _NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
-
-
-@contextlib.asynccontextmanager
-async def pool() -> AsyncIterator[Request]:
-    request, close = lowhaio.Pool()
-    try:
-        yield request
-    finally:
-        await close()
 
 
 def random_bytes(size: int, seed: int = 0) -> bytes:
