@@ -84,6 +84,10 @@ class Origin(NamedTuple):
     host: str  # ASCII: IDNA-encoded name, or IP literal without brackets
     port: int
 
+    def __str__(self) -> str:
+        """`scheme://host:port`, as error messages name it."""
+        return f"{self.scheme}://{self.host}:{self.port}"
+
 
 class Target(NamedTuple):
     """A parsed URL: where to connect and what to put in the request line and `host`."""

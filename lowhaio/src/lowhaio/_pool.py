@@ -93,10 +93,6 @@ def target_of(url: str, params: Params = ()) -> tuple[bytes, bytes]:
     return target.host_header, request_target(target, params)
 
 
-def _where(origin: Origin) -> str:
-    return f"{origin.scheme}://{origin.host}:{origin.port}"
-
-
 def _open_body(
     body: BodyFactory, body_args: tuple[Any, ...], body_kwargs: Mapping[str, Any]
 ) -> AsyncIterator[Chunk]:
@@ -258,7 +254,7 @@ def Pool(
         except HttpError:
             raise
         except Exception as exc:
-            raise translated(exc, False, _where(origin)) from exc
+            raise translated(exc, False, str(origin)) from exc
         return conn
 
     async def acquire(target: Target, request_id: int, trace: Tracer | None) -> Connection:
@@ -375,12 +371,12 @@ def Pool(
                 and isinstance(exc, (ConnectionError, HttpConnectionClosedError))
             ):
                 raise HttpStaleConnectionError(
-                    f"{_where(origin)}: the reused connection closed before any response: the"
+                    f"{origin}: the reused connection closed before any response: the"
                     " request was not processed"
                 ) from exc
             if isinstance(exc, HttpError):
                 raise
-            raise translated(exc, sent, _where(origin)) from exc
+            raise translated(exc, sent, str(origin)) from exc
         if caller_error is not None:
             state.discard(conn, "error")
             raise caller_error

@@ -159,9 +159,7 @@ class ResponseBody:
             if self._trace is not None:
                 self._trace.emit("request_failed", request_id=self._request_id, error=exc)
             if isinstance(exc, Exception) and not isinstance(exc, HttpError):
-                origin = conn.origin
-                where = f"{origin.scheme}://{origin.host}:{origin.port}"
-                raise translated(exc, True, where) from exc
+                raise translated(exc, True, str(conn.origin)) from exc
             raise
         if not chunk:
             raise StopAsyncIteration
