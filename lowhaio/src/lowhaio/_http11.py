@@ -410,6 +410,11 @@ class ChunkedDecoder:
     def done(self) -> bool:
         return self._state == _DONE
 
+    @property
+    def framing(self) -> bool:
+        """Whether more bytes are needed for framing (a size line, CRLF, trailers), not payload."""
+        return self._state != _DATA
+
     def read(self, buf: bytearray, start: int, end: int) -> tuple[int, int]:
         while True:
             state = self._state

@@ -192,8 +192,9 @@ def Pool(
     address of a name in turn within it); `read_timeout` and `write_timeout` are idle timeouts
     that reset whenever bytes move; `continue_timeout` is how long a request with `Expect:
     100-continue` waits for 100 before sending its body anyway; `head_timeout` bounds a whole
-    response head however slowly it trickles in. `keep_alive_timeout` is how long
-    an idle connection is kept (shorter if the server's `Keep-Alive: timeout=` says so).
+    response head however slowly it trickles in, and so the framing between chunks (size lines,
+    trailers). `keep_alive_timeout` is how long an idle connection is kept (shorter if the
+    server's `Keep-Alive: timeout=` says so).
     `max_head_bytes` and `max_headers` bound a response head; `max_line_bytes` a chunk-size or
     trailer line. `get_dns_resolver` is called once, at the first name to resolve, and returns
     aiodnsresolver's `(resolve, clear_cache)`; `get_ssl_context` is called once, at the first
@@ -408,6 +409,7 @@ def Pool(
                 None,
                 keep_alive,
                 read_timeout,
+                head_limits,
                 conn.take(length),
                 trace,
                 request_id,
@@ -415,7 +417,16 @@ def Pool(
             response_body.finish(conn)
         else:
             response_body = ResponseBody(
-                conn, state, length, decoder, keep_alive, read_timeout, b"", trace, request_id
+                conn,
+                state,
+                length,
+                decoder,
+                keep_alive,
+                read_timeout,
+                head_limits,
+                b"",
+                trace,
+                request_id,
             )
         return response.code, response.headers, response_body
 

@@ -32,11 +32,13 @@ class HeadLimits(NamedTuple):
     max_bytes: int
     max_headers: int
     late: str = ""  # the error's message when a head takes longer than head_timeout
+    late_line: str = ""  # ... and when a chunk-size line or the trailers do
 
     @classmethod
     def of(cls, head_timeout: float, max_bytes: int, max_headers: int) -> HeadLimits:
         late = f"the response head was not complete within {head_timeout} s"
-        return cls(head_timeout, max_bytes, max_headers, late)
+        late_line = f"a chunk-size line or the trailers were not complete within {head_timeout} s"
+        return cls(head_timeout, max_bytes, max_headers, late, late_line)
 
 
 async def _next_head(conn: Connection, timeout: float, limits: HeadLimits) -> ResponseHead:
@@ -93,7 +95,9 @@ class ResponseBody:
 
     Read to its end, it returns its connection to the pool; abandoned (`aclose()`, a `break`,
     cancellation, garbage collection), it closes the connection. After a chunked body,
-    `trailers` holds the trailer fields as `(lowercased name, value)` pairs.
+    `trailers` holds the trailer fields as `(lowercased name, value)` pairs. Framing between
+    chunks (size lines, trailers) that trickles in without payload is bounded as a whole by
+    `head_timeout`, as a head is.
     """
 
     __slots__ = (
@@ -101,6 +105,8 @@ class ResponseBody:
         "_conn",
         "_decoder",
         "_keep_alive",
+        "_limits",
+        "_line_deadline",
         "_remaining",
         "_request_id",
         "_size",
@@ -117,6 +123,7 @@ class ResponseBody:
         decoder: ChunkedDecoder | None,
         keep_alive: float | None,
         timeout: float,
+        limits: HeadLimits,
         chunk: bytes,
         trace: Tracer | None,
         request_id: int,
@@ -127,6 +134,8 @@ class ResponseBody:
         self._decoder = decoder
         self._keep_alive = keep_alive  # seconds the connection may idle after; None: close it
         self._timeout = timeout
+        self._limits = limits
+        self._line_deadline: float | None = None  # while waiting on framing, not payload
         self._chunk = chunk  # the whole body, when it was already read with the head
         self._trace = trace
         self._request_id = request_id
@@ -193,6 +202,7 @@ class ResponseBody:
             if decoder.done:
                 self.finish(conn)
             if pieces:
+                self._line_deadline = None
                 return b"".join(pieces)
             if decoder.done:
                 return b""
@@ -200,7 +210,16 @@ class ResponseBody:
                 raise HttpConnectionClosedError(
                     "connection closed inside the chunked body"
                 ) from conn.lost_error
-            await conn.read_more(self._timeout)
+            if not decoder.framing:
+                await conn.read_more(self._timeout)
+                continue
+            # A size line or trailers trickled a byte at a time: bounded as a whole.
+            now = conn.loop.time()
+            if self._line_deadline is None:
+                self._line_deadline = now + self._limits.head_timeout
+            remaining = max(self._line_deadline - now, 0.0)
+            late = self._limits.late_line if remaining < self._timeout else None
+            await conn.read_more(min(self._timeout, remaining), late)
 
     async def _next_until_close(self, conn: Connection) -> bytes:
         while conn.start == conn.end:
