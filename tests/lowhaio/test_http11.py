@@ -348,6 +348,20 @@ def test_parse_url_refuses_invalid_host_names(url: str) -> None:
     assert "host" in str(error)
 
 
+@pytest.mark.parametrize("url", ["http://a\\@b/", "http://a:1\\@b/", "http://u:p\\@b:1/"])
+def test_parse_url_refuses_a_backslash_in_the_authority(url: str) -> None:
+    # Read as "/" by WHATWG parsers: they would send this to host "a", urlsplit to "b".
+    error = assert_refused(lambda: parse_url(url))
+    assert "backslash" in str(error)
+
+
+@pytest.mark.parametrize("url", ["http://a/\ud800", "http://a/?s=secret&x=\udfff"])
+def test_parse_url_refuses_lone_surrogates_without_echoing_the_query(url: str) -> None:
+    error = assert_refused(lambda: parse_url(url))
+    assert "surrogate" in str(error)
+    assert "secret" not in str(error)
+
+
 # request_head --------------------------------------------------------------------------------
 
 
@@ -746,6 +760,12 @@ def test_parse_head_max_headers() -> None:
     assert head(b"HTTP/1.1 200 OK", max_headers=0).headers == ()
     with pytest.raises(HttpTooManyHeaders):
         head(b"HTTP/1.1 200 OK", *lines, max_headers=4)
+    # Counted as lines, obs-fold continuations included: each costs the parser as much.
+    with pytest.raises(HttpTooManyHeaders):
+        head(b"HTTP/1.1 200 OK", b"X: a", *[b" folded"] * 4, max_headers=4)
+    assert head(b"HTTP/1.1 200 OK", b"X: a", *[b" b"] * 3, max_headers=4).headers == (
+        (b"x", b"a b b b"),
+    )
 
 
 # response_framing ----------------------------------------------------------------------------

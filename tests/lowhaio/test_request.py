@@ -468,6 +468,32 @@ async def test_large_download_streams_in_bounded_chunks_with_backpressure() -> N
     assert digest.digest() == hashlib.sha256(bytes(range(256)) * (total // 256)).digest()
 
 
+async def test_small_body_pieces_are_not_held_back_by_nagles_algorithm() -> None:
+    # With Nagle's algorithm on, the body's second small write waits for the server's delayed
+    # ACK of the first: about 40 ms per request on Linux, instead of well under 1 ms.
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"a" * 10
+        yield b"b" * 10
+
+    async with serve(handler) as server:
+        request, close = Pool()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for _ in range(10):
+            code, _, response_body = await request(
+                b"POST", server.url(), headers=((b"content-length", b"20"),), body=body
+            )
+            assert (code, await buffered(response_body)) == (b"204", b"")
+        assert loop.time() - started < 0.3  # 10 x 40 ms with Nagle
+        assert server.connections == 1
+        await close()
+
+
 async def test_large_upload_pulls_the_body_only_as_fast_as_the_server_reads() -> None:
     pulled = []
     gate = asyncio.Event()

@@ -35,10 +35,14 @@ async def connect_first(
         while queue:
             address = queue.pop(0)
             try:
-                sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+                family = socket.AF_INET6 if ":" in address else socket.AF_INET
+                sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
             except OSError as exc:  # out of file descriptors, or no IPv6 here
                 errors.append(exc)
                 continue
+            # Requests are written whole: Nagle's algorithm would only hold back a head or the
+            # last piece of a body. (asyncio sets this itself only for sockets it creates.)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setblocking(False)
             try:
                 sock.connect((address, port))

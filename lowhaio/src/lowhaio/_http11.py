@@ -42,6 +42,10 @@ _digits = re.compile(rb"[0-9]{1,18}")
 _status_line = re.compile(rb"HTTP/1\.([01]) ([1-5][0-9][0-9])(?: [\t\x20-\x7e\x80-\xff]*)?")
 # RFC 9112 5: field-line = field-name ":" OWS field-value OWS, with no whitespace before ":".
 _field_line = re.compile(rb"(" + _TOKEN + rb"):[ \t]*([\t\x20-\x7e\x80-\xff]*?)[ \t]*")
+# The common case, a head of plain field-lines (no obs-fold), checked and split in C: each
+# field-line preceded by its CRLF, its value taken up to the next CR.
+_field_lines = re.compile(rb"(?:\r\n" + _TOKEN + rb":[\t\x20-\x7e\x80-\xff]*)*")
+_field_line_after_crlf = re.compile(rb"\r\n(" + _TOKEN + rb"):[ \t]*([\t\x20-\x7e\x80-\xff]*)")
 # RFC 9112 7.1: chunk-size [ chunk-ext ] CRLF, chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS
 # value ] ). 16 hex digits is a size of up to 16 EiB: more is refused, not wrapped.
 _chunk_line = re.compile(
@@ -64,6 +68,7 @@ _QUERY_SAFE = _PATH_SAFE + "?"
 _PARAM_SAFE = "-._~"  # parameters: everything but RFC 3986 unreserved is encoded
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _url_control = re.compile(r"[\x00-\x1f\x7f]")
+_surrogate = re.compile("[\ud800-\udfff]")
 _stray_percent = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _host_name = re.compile(r"[a-z0-9_\-.]+")
 _bracketed_host = re.compile(r"\[[0-9A-Fa-f:.]+\](?::[0-9]*)?")
@@ -121,6 +126,10 @@ def _parse_url(url: str) -> Target:
     scheme = parts.scheme
     if scheme not in _DEFAULT_PORTS:
         raise HttpInvalidRequestError(f"url scheme must be http or https, not {scheme[:20]!r}")
+    if "\\" in parts.netloc:
+        # RFC 3986 3.2: no backslash in an authority. WHATWG parsers (browsers, many proxies and
+        # allow-lists) read it as "/", and would see another host than this request goes to.
+        raise HttpInvalidRequestError("url authority contains a backslash")
     host = parts.hostname
     if not host:
         raise HttpInvalidRequestError("url has no host")
@@ -151,6 +160,9 @@ def _parse_url(url: str) -> Target:
         port = default_port
     else:
         authority = f"{authority}:{port}"
+    if _surrogate.search(parts.path) or _surrogate.search(parts.query):
+        # No UTF-8 for it, so no percent-encoding: refused rather than quote()'s own error.
+        raise HttpInvalidRequestError("url path or query contains a lone surrogate")
     path = quote(_stray_percent.sub("%25", parts.path), safe=_PATH_SAFE) or "/"
     query = quote(_stray_percent.sub("%25", parts.query), safe=_QUERY_SAFE)
     path_query = f"{path}?{query}" if query else path
@@ -279,6 +291,19 @@ class ResponseHead(NamedTuple):
 
 def parse_head(head: bytes, max_headers: int) -> ResponseHead:
     """Parse a complete response head, given without its final CRLF CRLF."""
+    status_line = _status_line.match(head)
+    if status_line is not None and _field_lines.fullmatch(head, status_line.end()) is not None:
+        fields = _field_line_after_crlf.findall(head, status_line.end())
+        if len(fields) > max_headers:
+            raise HttpTooManyHeaders(f"response has more than {max_headers} header lines")
+        code = status_line[2]
+        return ResponseHead(
+            int(status_line[1]),
+            int(code),
+            code,
+            tuple([(name.lower(), value.rstrip(b" \t")) for name, value in fields]),
+        )
+    # Anything else (obs-fold, or an error to name precisely) line by line.
     lines = head.split(b"\r\n")
     status_line = _status_line.fullmatch(lines[0])
     if status_line is None:
@@ -338,6 +363,9 @@ def response_framing(head: ResponseHead, request_method: bytes) -> ResponseFrami
     timeout = None
     for name, value in head.headers:
         if name == b"content-length":
+            if length is None and _digits.fullmatch(value):
+                length = int(value)
+                continue
             # RFC 9110 8.6: a list of identical values is one value; differing values are fatal.
             for part in value.split(b","):
                 part = part.strip(b" \t")
