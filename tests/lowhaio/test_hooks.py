@@ -582,7 +582,7 @@ async def test_raising_plugin_is_logged_and_ignored(caplog: pytest.LogCaptureFix
     raiser = Raiser()
     async with serve(hang_up_after(ok())) as server, pool(raiser) as request:
         assert await get(request, server.url()) == b"ok"
-        with pytest.raises(lowhaio.HttpStaleConnectionError) as caught:
+        with pytest.raises(lowhaio.HttpConnectionClosedError) as caught:
             await request(b"GET", server.url())
     names = [name for name, _ in raiser.events]
     assert names == [
@@ -638,7 +638,7 @@ async def test_debug_log(caplog: pytest.LogCaptureFixture) -> None:
             b"POST", server.url("/form"), headers=length(3), body=streamed(b"abc")
         )
         await buffered(body)
-        with pytest.raises(lowhaio.HttpStaleConnectionError) as caught:
+        with pytest.raises(lowhaio.HttpConnectionClosedError) as caught:
             await request(b"DELETE", server.url("/gone?token=hunter2-query"))
     assert messages(caplog) == [
         f"request 1: connection opened to {where} at 127.0.0.1",
@@ -701,7 +701,7 @@ async def test_nothing_logged_without_debug(caplog: pytest.LogCaptureFixture) ->
     caplog.set_level(logging.INFO, logger="lowhaio")
     async with serve(hang_up_after(ok())) as server, pool() as request:
         await get(request, server.url())
-        with pytest.raises(lowhaio.HttpStaleConnectionError):
+        with pytest.raises(lowhaio.HttpConnectionClosedError):
             await get(request, server.url())
     assert caplog.records == []
 

@@ -75,21 +75,49 @@ async def test_bytes_on_an_idle_connection_mean_it_is_not_reused() -> None:
         (b"POST", ((b"content-length", b"3"),), streamed(b"abc")),
     ],
 )
-async def test_a_reused_connection_closed_before_any_response_is_safe_to_retry(
+async def test_a_reused_connection_closed_after_the_whole_request_may_have_processed_it(
     method: bytes, headers: tuple[tuple[bytes, bytes], ...], body: lowhaio.BodyFactory
 ) -> None:
+    # The server had the whole request before it went away without a word: it may have
+    # processed it, so this is not a stale connection (safe to retry) but a data error
+    # (retried only if idempotent), RFC 9112 9.3.1.
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         writer.write(OK)
-        await reader.readuntil(b"\r\n\r\n")  # the next request arrives; the server goes away
+        await read_request(reader)  # the next request arrives whole; the server goes away
         writer.transport.abort()
 
     async with serve(handler) as server:
         request, close = Pool()
         _, _, response = await request(b"GET", server.url())
         assert await buffered(response) == b"ok"
-        with pytest.raises(lowhaio.HttpStaleConnectionError) as info:
+        with pytest.raises(lowhaio.HttpConnectionClosedError) as info:
             await request(method, server.url(), headers=headers, body=body)
+        await close()
+    assert not isinstance(info.value, lowhaio.HttpConnectionError)
+
+
+async def test_a_reused_connection_closed_before_the_whole_request_is_safe_to_retry() -> None:
+    # The server went away with the request's body still coming: it cannot have processed it.
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(OK)
+        await reader.readuntil(b"\r\n\r\n")  # only the head of the next request
+        writer.transport.abort()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        for _ in range(100):  # 10 s at most: the reset arrives long before
+            yield b"x" * 1024
+            await asyncio.sleep(0.1)
+
+    async with serve(handler) as server:
+        request, close = Pool()
+        _, _, response = await request(b"GET", server.url())
+        assert await buffered(response) == b"ok"
+        with pytest.raises(lowhaio.HttpStaleConnectionError) as info:
+            await request(
+                b"POST", server.url(), headers=((b"content-length", b"102400"),), body=slow_body
+            )
         await close()
     assert isinstance(info.value, lowhaio.HttpConnectionError)
     assert "not processed" in str(info.value)

@@ -99,8 +99,10 @@ class HttpDnsTimeoutError(HttpDnsError, HttpTimeoutError):
 
 
 class HttpStaleConnectionError(HttpConnectionError):
-    """A reused keep-alive connection closed before any byte of the response arrived: the
-    server closed it while idle, so it did not process the request, and retrying is safe."""
+    """A reused keep-alive connection closed before the whole request was sent and before any
+    byte of the response arrived: the server closed it while idle, so it did not process the
+    request, and retrying is safe. (Closed after the whole request was sent, it is an
+    `HttpConnectionClosedError`: the server may have processed the request.)"""
 
 
 def translated(exc: Exception, sent: bool, where: str) -> HttpError:

@@ -334,6 +334,7 @@ def Pool(
         reused = conn.requests > 1
         received = conn.received
         sent = False
+        complete = False  # every byte of the request handed to the transport
         caller_error = None
         response = None
         withheld = False  # the body was announced, but a final response came instead of 100
@@ -358,6 +359,7 @@ def Pool(
                 else:
                     withheld = framing.length != 0
                     await _close_body(chunks)
+            complete = True
             if caller_error is None:
                 if response is None:
                     response = await read_head(conn, read_timeout, head_limits)
@@ -366,14 +368,18 @@ def Pool(
             state.discard(conn, "error")
             if not isinstance(exc, Exception):
                 raise
+            # A request is known not to be processed only if the server went away before it
+            # was complete; once it was, even a reused connection that closes without a word
+            # may have been closed after processing it (RFC 9112 9.3.1).
             if (
                 reused
+                and not complete
                 and conn.received == received
                 and isinstance(exc, (ConnectionError, HttpConnectionClosedError))
             ):
                 raise HttpStaleConnectionError(
-                    f"{origin}: the reused connection closed before any response: the"
-                    " request was not processed"
+                    f"{origin}: the reused connection closed before the whole request was sent"
+                    " and before any response: the request was not processed"
                 ) from exc
             if isinstance(exc, HttpError):
                 raise

@@ -20,7 +20,7 @@ from ._trace import Tracer
 
 # An idle connection is peeked at (a system call) only after this many seconds idle: a server
 # that closes idle connections does so after seconds, and a connection reused sooner has had
-# its EOF seen by the event loop already, or meets it as HttpStaleConnectionError.
+# its EOF seen by the event loop already, or meets it as an error on sending or reading.
 STALE_CHECK_AFTER = 0.1
 
 Addresses = tuple[str, ...] | None  # the host's current DNS answer; None for an IP literal

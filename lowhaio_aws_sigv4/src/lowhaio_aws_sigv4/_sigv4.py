@@ -59,6 +59,14 @@ class Credentials(NamedTuple):
     secret_access_key: str
     session_token: str | None = None
 
+    def __repr__(self) -> str:
+        # Shown in logs, tracebacks and debuggers: the secret and the token never are.
+        token = "None" if self.session_token is None else "'...'"
+        return (
+            f"Credentials(access_key_id={self.access_key_id!r}, secret_access_key='...',"
+            f" session_token={token})"
+        )
+
 
 GetCredentials = Callable[[], Awaitable[Credentials]]
 
