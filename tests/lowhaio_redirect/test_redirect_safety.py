@@ -532,3 +532,24 @@ async def test_cancelling_during_a_hop_closes_that_hops_connection() -> None:
             ("closed", 2, b.server.port, "error"),
         ]
     assert plugin.events[-1] == ("closed", None, a.server.port, "pool closed")
+
+
+async def test_a_307_whose_body_factory_cannot_replay_is_the_callers_error() -> None:
+    # The core's own error for a body shorter than its content-length, not a refused redirect:
+    # the Location was fine, the caller's factory was not.
+    calls = []
+
+    async def once() -> AsyncIterator[bytes]:
+        calls.append(1)
+        if len(calls) == 1:
+            yield b"abc"
+
+    async with serve_site() as site:
+        site.routes[b"/a"] = redirect(307, "/b")
+        request, close = Pool()
+        with pytest.raises(HttpInvalidRequestError, match="shorter than its content-length"):
+            await redirectable(request)(
+                b"POST", site.url("/a"), headers=((b"content-length", b"3"),), body=once
+            )
+        await close()
+    assert len(calls) == 2

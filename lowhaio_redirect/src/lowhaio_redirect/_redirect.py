@@ -20,7 +20,6 @@ from lowhaio import (
     DISCARD_LIMIT_BYTES,
     BodyFactory,
     HttpError,
-    HttpInvalidRequestError,
     Params,
     Request,
     RequestHeaders,
@@ -84,6 +83,8 @@ def _next_url(url: str, location: str, allow_insecure: bool) -> str:
         next_url, _ = urldefrag(urljoin(url, location.strip()))
         scheme = urlsplit(next_url).scheme
         _origin(next_url)  # a port that does not parse
+        if scheme in ("http", "https"):
+            target_of(next_url)  # what the core would refuse (HttpInvalidRequestError)
     except ValueError as exc:
         raise HttpRedirectRefused(f"redirect to an invalid URL: {exc}", url, location) from exc
     if _control.search(location) or scheme not in ("http", "https"):
@@ -136,16 +137,9 @@ def redirectable(
         urls = [url]
         location = ""
         while True:
-            try:
-                code, response_headers, response_body = await request(
-                    method, url, params, headers, body, body_args, body_kwargs
-                )
-            except HttpInvalidRequestError as exc:
-                if len(urls) == 1:
-                    raise  # the caller's request
-                raise HttpRedirectRefused(
-                    f"redirect to an invalid URL: {exc}", urls[-2], location
-                ) from exc
+            code, response_headers, response_body = await request(
+                method, url, params, headers, body, body_args, body_kwargs
+            )
             location_header = next((v for k, v in response_headers if k == b"location"), None)
             if code not in REDIRECT_CODES or location_header is None:
                 return code, response_headers, response_body
