@@ -282,3 +282,76 @@ class KeepOpenForever:
         while True:
             await read_request(reader)
             writer.write(OK)
+
+
+# A response while the body is still being sent (RFC 9112 9.5) --------------------------------
+
+MIB = bytes(1024 * 1024)
+UPLOAD = ((b"content-length", b"%d" % (len(MIB) * 32)),)  # more than both kernels buffer
+
+
+def upload(counter: list[int]) -> lowhaio.BodyFactory:
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(32):
+            counter.append(1)
+            yield MIB
+
+    return body
+
+
+@pytest.mark.parametrize(
+    ("interim", "connection", "then"),
+    [
+        # Says it closes, then neither reads nor closes: without watching, the upload would
+        # only stop at write_timeout.
+        (b"", b"close", "wait"),
+        (b"HTTP/1.1 100 Continue\r\n\r\n", b"close", "wait"),  # an interim 100 is skipped
+        # Says nothing of closing, then closes with the body unread: a reset.
+        (b"", b"keep-alive", "reset"),
+    ],
+    ids=["close", "100-then-close", "reset"],
+)
+async def test_an_answer_while_the_server_reads_no_more_of_the_body_stops_the_upload(
+    interim: bytes, connection: bytes, then: str
+) -> None:
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(interim)
+        await asyncio.sleep(0.05)
+        writer.write(
+            b"HTTP/1.1 413 Too Large\r\nconnection: %s\r\ncontent-length: 2\r\n\r\nno" % connection
+        )
+        await asyncio.sleep(30 if then == "wait" else 0.05)
+        writer.transport.abort()
+
+    chunks: list[int] = []
+    async with serve(refuse) as server:
+        request, close = Pool(write_timeout=10)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        code, _, body = await request(b"PUT", server.url(), headers=UPLOAD, body=upload(chunks))
+        assert (code, await buffered(body)) == (b"413", b"no")
+        assert loop.time() - started < 5
+        assert len(chunks) < 32
+        await close()
+
+
+async def test_an_interim_answer_while_sending_does_not_stop_the_upload() -> None:
+    received = []
+
+    async def slow_reader(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\n")
+        while len(received) < 32:
+            received.append(await reader.readexactly(len(MIB)))
+        writer.write(OK)
+        await reader.read()
+
+    chunks: list[int] = []
+    async with serve(slow_reader) as server:
+        request, close = Pool()
+        code, _, body = await request(b"PUT", server.url(), headers=UPLOAD, body=upload(chunks))
+        assert (code, await buffered(body)) == (b"200", b"ok")
+        assert len(chunks) == 32
+        assert b"".join(received) == MIB * 32
+        await close()

@@ -142,6 +142,9 @@ class Connection(asyncio.BufferedProtocol):
         if self._read_waiter is not None:
             _wake(self._read_waiter)
             self._read_waiter = None
+        elif self._write_waiter is not None:
+            # A response while the request body is being sent: the sender looks at it.
+            _wake(self._write_waiter)
         elif self.on_idle_event is not None:
             # Bytes or EOF from a server while no request is using the connection: it can no
             # longer be trusted to frame the next response.
@@ -211,10 +214,11 @@ class Connection(asyncio.BufferedProtocol):
         self._check_open()
         self.transport.write(data)
 
-    async def drain(self, timeout: float) -> None:
-        """Wait until the transport has handed everything written to the kernel."""
+    async def drain(self, timeout: float) -> bool:
+        """Wait until the transport has handed everything written to the kernel (True), or
+        until response bytes arrive first (False)."""
         if not self._writing_paused:
-            return
+            return True
         self._check_open()
         waiter = self._write_waiter = self.loop.create_future()
         message = f"no progress writing for {timeout} s"
@@ -225,6 +229,7 @@ class Connection(asyncio.BufferedProtocol):
             self._write_waiter = None
             timer.cancel()
         self._check_open()
+        return not self._writing_paused
 
     def peer_closed(self) -> bool:
         """Whether the server has closed this idle connection, or sent on it, as far as the

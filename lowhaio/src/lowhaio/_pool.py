@@ -41,7 +41,7 @@ from ._http11 import (
     request_target,
     response_framing,
 )
-from ._response import HeadLimits, ResponseBody, await_continue, read_head
+from ._response import HeadLimits, ResponseBody, await_continue, early_response, read_head
 from ._state import Addresses, PoolState
 from ._trace import Tracer
 
@@ -109,11 +109,33 @@ def _open_body(
     return aiter(chunks)
 
 
+class _AnsweredEarly(Exception):
+    """The server answered before the whole body was sent, and reads no more of it."""
+
+
+async def _send(conn: Connection, chunk: Chunk, timeout: float, limits: HeadLimits) -> None:
+    """Write one chunk of the body and wait until the kernel has taken it, watching for a
+    response meanwhile (RFC 9112 9.5): a final one that closes the connection, or one followed
+    by a reset, means the server reads no more of the body (`_AnsweredEarly`). A final response
+    that keeps the connection open is read after the whole body, as the server expects."""
+    try:
+        conn.write(chunk)
+        while not await conn.drain(timeout):  # woken by response bytes
+            head = early_response(conn, limits)
+            if head is not None and not response_framing(head, b"GET").keep_alive:
+                raise _AnsweredEarly
+    except ConnectionError:
+        if early_response(conn, limits) is not None:
+            raise _AnsweredEarly from None
+        raise
+
+
 async def _send_body(
     conn: Connection,
     chunks: AsyncIterator[Chunk],
     framing: RequestFraming,
     timeout: float,
+    limits: HeadLimits,
     trace: Tracer | None,
 ) -> Exception | None:
     """Stream the body; an exception the caller's factory raises is returned, not translated."""
@@ -145,9 +167,8 @@ async def _send_body(
                 raise HttpInvalidRequestError(
                     "request body given without content-length or transfer-encoding"
                 )
-            conn.write(chunk)
+            await _send(conn, chunk, timeout, limits)
             sent += size
-            await conn.drain(timeout)
         if remaining:
             raise HttpInvalidRequestError(
                 f"request body is {remaining} bytes shorter than its content-length"
@@ -355,7 +376,12 @@ def Pool(
                 if framing.expect_continue:
                     response = await await_continue(conn, continue_timeout, head_limits)
                 if response is None:
-                    caller_error = await _send_body(conn, chunks, framing, write_timeout, trace)
+                    try:
+                        caller_error = await _send_body(
+                            conn, chunks, framing, write_timeout, head_limits, trace
+                        )
+                    except _AnsweredEarly:
+                        withheld = True
                 else:
                     withheld = framing.length != 0
                     await _close_body(chunks)

@@ -90,6 +90,18 @@ async def await_continue(
     raise HttpProtocolError(f"more than {MAX_INTERIM_RESPONSES} interim (1xx) responses")
 
 
+def early_response(conn: Connection, limits: HeadLimits) -> ResponseHead | None:
+    """While the request body is still being sent: a complete final response head already
+    buffered, or None. Interim (1xx) heads before it are consumed; the final one is not, so
+    that `read_head` reads it again."""
+    while (at := find_head_end(conn.buf, conn.start, conn.end, 0, limits.max_bytes)) >= 0:
+        head = parse_head(bytes(conn.view[conn.start : at - 4]), limits.max_headers)
+        if head.status >= 200 or head.status == 101:
+            return head
+        conn.consume(at)
+    return None
+
+
 class ResponseBody:
     """The response body, an async iterator of `bytes`.
 
