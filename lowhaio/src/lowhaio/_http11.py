@@ -312,15 +312,15 @@ def parse_head(head: bytes, max_headers: int) -> ResponseHead:
         raise HttpTooManyHeaders(f"response has more than {max_headers} header lines")
     code = status_line[2]
     return ResponseHead(
-        int(status_line[1]), int(code), code, tuple(_parse_fields(lines[1:], allow_fold=True))
+        int(status_line[1]), int(code), code, tuple(_parse_fields(lines[1:]))
     )
 
 
-def _parse_fields(lines: list[bytes], allow_fold: bool) -> list[tuple[bytes, bytes]]:
+def _parse_fields(lines: list[bytes]) -> list[tuple[bytes, bytes]]:
     fields: list[tuple[bytes, bytes]] = []
     for line in lines:
-        if line[:1] in (b" ", b"\t") and allow_fold and fields:
-            # RFC 9112 5.2: a user agent replaces obs-fold with SP.
+        if line[:1] in (b" ", b"\t") and fields:
+            # RFC 9112 5.2: a user agent replaces obs-fold with SP (in trailers too).
             value = line.strip(b" \t")
             if _bad_value_byte.search(value):
                 raise HttpProtocolError(f"response header is invalid: {_truncated(line)}")
@@ -493,5 +493,5 @@ class ChunkedDecoder:
                     raise HttpTooManyHeaders(f"more than {self._max_fields} trailer lines")
                 self._trailer_lines.append(line)
             else:
-                self.trailers = tuple(_parse_fields(self._trailer_lines, allow_fold=False))
+                self.trailers = tuple(_parse_fields(self._trailer_lines))
                 self._state = _DONE
