@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import ssl
 from collections.abc import AsyncIterator, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -20,10 +19,10 @@ from conftest import (
     Handler,
     Server,
     client_ssl_context,
-    read_request,
     serve,
     server_ssl_context,
 )
+from redirect_site import PAUSE, Reply, Site, head, redirect, response, serve_site
 
 from lowhaio import (
     BodyFactory,
@@ -40,100 +39,6 @@ from lowhaio import (
 from lowhaio_redirect import HttpRedirectRefused, HttpTooManyRedirects, redirectable
 
 NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
-PAUSE = 0.01  # between the pieces of a reply, so that the client reads them apart
-
-Reply = bytes | tuple[bytes, ...]  # a response, or its pieces written PAUSE apart
-
-
-def response(code: int, *fields: tuple[bytes, bytes], body: bytes = b"") -> bytes:
-    """A response with a content-length body."""
-    lines = b"".join(b"%s: %s\r\n" % field for field in fields)
-    return b"HTTP/1.1 %d X\r\n%scontent-length: %d\r\n\r\n%s" % (code, lines, len(body), body)
-
-
-def redirect(code: int, location: str | bytes, body: bytes = b"") -> bytes:
-    if isinstance(location, str):
-        location = location.encode()
-    return response(code, (b"location", location), body=body)
-
-
-def head(line: bytes, *fields: tuple[bytes, bytes]) -> bytes:
-    """The head a server should receive: the request line and the fields, in order."""
-    return line + b" HTTP/1.1\r\n" + b"".join(b"%s: %s\r\n" % field for field in fields) + b"\r\n"
-
-
-class Site:
-    """A scripted server's handler, for any number of requests and connections."""
-
-    def __init__(self) -> None:
-        self.replies: dict[bytes, list[Reply]] = {}
-        self.requests: list[tuple[bytes, bytes]] = []  # (head, body) as read
-        self.client_closed = asyncio.Event()  # a connection was closed by the client
-        self.host = "127.0.0.1"
-        self.server: Server  # set by serve_site
-
-    def route(self, target: bytes, *replies: Reply) -> None:
-        """Answer `target` with `replies` in turn, the last one from then on."""
-        self.replies[target] = list(replies)
-
-    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                request_head, body = await read_request(reader)
-            except asyncio.IncompleteReadError:
-                self.client_closed.set()
-                return
-            self.requests.append((request_head, body))
-            target = request_head.split(b" ")[1]
-            queue = self.replies.get(target, [response(200, body=target)])
-            reply = queue.pop(0) if len(queue) > 1 else queue[0]
-            for i, piece in enumerate((reply,) if isinstance(reply, bytes) else reply):
-                if i:
-                    await asyncio.sleep(PAUSE)
-                writer.write(piece)
-                await writer.drain()
-
-    @property
-    def heads(self) -> list[bytes]:
-        return [request_head for request_head, _ in self.requests]
-
-    @property
-    def bodies(self) -> list[bytes]:
-        return [body for _, body in self.requests]
-
-    @property
-    def targets(self) -> list[bytes]:
-        return [request_head.split(b" ")[1] for request_head, _ in self.requests]
-
-    @property
-    def connections(self) -> int:
-        return self.server.connections
-
-    @property
-    def authority(self) -> bytes:
-        return b"%s:%d" % (self.host.encode(), self.server.port)
-
-    def url(self, path: str, scheme: str = "http") -> str:
-        return self.server.url(path, scheme, self.host)
-
-
-def serve_at(
-    handler: Handler, host: str, port: int
-) -> contextlib.AbstractAsyncContextManager[Server]:
-    """conftest's `serve` on a given port: another loopback address can take the same one."""
-    return serve(handler, host=host, port=port)
-
-
-@contextlib.asynccontextmanager
-async def serve_site(
-    ssl_context: ssl.SSLContext | None = None, host: str = "127.0.0.1", port: int = 0
-) -> AsyncIterator[Site]:
-    site = Site()
-    site.host = host
-    listening = serve_at(site, host, port) if port else serve(site, ssl_context, host)
-    async with listening as server:
-        site.server = server
-        yield site
 
 
 def sniffing(plain: Server, tls: Server) -> Handler:
@@ -461,7 +366,7 @@ async def test_a_redirect_without_location_is_returned(code: int) -> None:
 async def test_a_location_outside_a_redirect_is_not_followed(code: int) -> None:
     body = b"" if code == 304 else b"here"
     async with serve_site() as site, client() as request:
-        site.route(b"/a", redirect(code, "/b", body))
+        site.route(b"/a", redirect(code, "/b", body=body))
         assert await fetch(request, b"GET", site.url("/a")) == (b"%d" % code, body)
     assert site.targets == [b"/a"]
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from conftest import Server, client_ssl_context, read_request, serve, server_ssl_context
+from conftest import client_ssl_context, server_ssl_context
+from redirect_site import HANG, Site, head, redirect, serve_site
 
 from lowhaio import (
     HttpInvalidRequestError,
@@ -25,91 +25,6 @@ from lowhaio import (
     hookimpl,
 )
 from lowhaio_redirect import HttpRedirectRefused, HttpTooManyRedirects, redirectable
-
-HANG = b"hang"  # a reply: read the request, then wait for the client to go away
-
-
-def response(code: int, *fields: tuple[bytes, bytes], body: bytes = b"") -> bytes:
-    lines = b"".join(b"%s: %s\r\n" % field for field in fields)
-    return b"HTTP/1.1 %d X\r\n%scontent-length: %d\r\n\r\n%s" % (code, lines, len(body), body)
-
-
-def redirect(
-    code: int, location: str | bytes, *fields: tuple[bytes, bytes], body: bytes = b""
-) -> bytes:
-    if isinstance(location, str):
-        location = location.encode()
-    return response(code, (b"location", location), *fields, body=body)
-
-
-def head(line: bytes, *fields: tuple[bytes, bytes]) -> bytes:
-    """The head a server should receive: the request line, then the fields in order."""
-    return line + b" HTTP/1.1\r\n" + b"".join(b"%s: %s\r\n" % field for field in fields) + b"\r\n"
-
-
-class Site:
-    """A scripted server's handler: a request is answered by its target's route (else 200 with
-    the target as body), on any number of connections; every request is recorded."""
-
-    def __init__(self) -> None:
-        self.routes: dict[bytes, bytes] = {}
-        self.requests: list[tuple[bytes, bytes]] = []
-        self.received = asyncio.Event()  # set at each request
-        self.client_closed = asyncio.Event()  # a connection was closed by the client
-        self.host = "127.0.0.1"
-        self.server: Server
-
-    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                request_head, body = await read_request(reader)
-            except asyncio.IncompleteReadError:
-                self.client_closed.set()
-                return
-            self.requests.append((request_head, body))
-            self.received.set()
-            target = request_head.split(b" ")[1]
-            reply = self.routes.get(target, response(200, body=target))
-            if reply == HANG:
-                await reader.read()
-                self.client_closed.set()
-                return
-            writer.write(reply)
-            await writer.drain()
-
-    @property
-    def heads(self) -> list[bytes]:
-        return [request_head for request_head, _ in self.requests]
-
-    @property
-    def bodies(self) -> list[bytes]:
-        return [body for _, body in self.requests]
-
-    @property
-    def targets(self) -> list[bytes]:
-        return [request_head.split(b" ")[1] for request_head, _ in self.requests]
-
-    @property
-    def connections(self) -> int:
-        return self.server.connections
-
-    @property
-    def authority(self) -> bytes:
-        return b"%s:%d" % (self.host.encode(), self.server.port)
-
-    def url(self, path: str, scheme: str = "http") -> str:
-        return self.server.url(path, scheme, self.host)
-
-
-@contextlib.asynccontextmanager
-async def serve_site(
-    ssl_context: ssl.SSLContext | None = None, host: str = "127.0.0.1", port: int = 0
-) -> AsyncIterator[Site]:
-    site = Site()
-    site.host = host
-    async with serve(site, ssl_context, host, port) as server:
-        site.server = server
-        yield site
 
 
 class Connections:
@@ -193,7 +108,7 @@ def dropped(line: bytes, site: Site, *more: tuple[bytes, bytes]) -> bytes:
 @pytest.mark.parametrize("max_redirects", [0, 3])
 async def test_a_self_loop_stops_at_exactly_max_redirects(max_redirects: int) -> None:
     async with serve_site() as site, client(max_redirects=max_redirects) as request:
-        site.routes[b"/a"] = redirect(302, "/a", body=b"again")
+        site.route(b"/a", redirect(302, "/a", body=b"again"))
         with pytest.raises(HttpTooManyRedirects) as raised:
             await request(b"GET", site.url("/a"))
     assert raised.value.urls == (site.url("/a"),) * (max_redirects + 2)
@@ -203,8 +118,8 @@ async def test_a_self_loop_stops_at_exactly_max_redirects(max_redirects: int) ->
 
 async def test_a_two_url_loop_stops_at_exactly_max_redirects() -> None:
     async with serve_site() as site, client(max_redirects=3) as request:
-        site.routes[b"/a"] = redirect(301, "/b", body=b"to b")
-        site.routes[b"/b"] = redirect(308, site.url("/a"), body=b"to a")
+        site.route(b"/a", redirect(301, "/b", body=b"to b"))
+        site.route(b"/b", redirect(308, site.url("/a"), body=b"to a"))
         with pytest.raises(HttpTooManyRedirects) as raised:
             await request(b"GET", site.url("/a"))
     a, b = site.url("/a"), site.url("/b")
@@ -216,7 +131,7 @@ async def test_a_two_url_loop_stops_at_exactly_max_redirects() -> None:
 async def test_a_307_loop_replays_the_body_once_per_hop_and_no_more() -> None:
     factory = Factory(b"abc")
     async with serve_site() as site, client(max_redirects=2) as request:
-        site.routes[b"/a"] = redirect(307, "/a")
+        site.route(b"/a", redirect(307, "/a"))
         with pytest.raises(HttpTooManyRedirects):
             await request(
                 b"PUT", site.url("/a"), headers=((b"content-length", b"3"),), body=factory
@@ -227,8 +142,8 @@ async def test_a_307_loop_replays_the_body_once_per_hop_and_no_more() -> None:
 
 async def test_a_loop_between_two_origins_never_regains_the_credentials() -> None:
     async with serve_site() as a, serve_site() as b, client(max_redirects=3) as request:
-        a.routes[b"/a"] = redirect(302, b.url("/b"))
-        b.routes[b"/b"] = redirect(302, a.url("/a"))
+        a.route(b"/a", redirect(302, b.url("/b")))
+        b.route(b"/b", redirect(302, a.url("/a")))
         with pytest.raises(HttpTooManyRedirects) as raised:
             await request(b"GET", a.url("/a"), headers=CREDENTIALS)
     assert raised.value.urls == (a.url("/a"), b.url("/b")) * 2 + (a.url("/a"),)
@@ -254,7 +169,7 @@ async def test_credentials_and_host_are_dropped_for_another_port_whatever_the_co
     body = b"" if method == b"GET" else b"abc"
     length = () if method == b"GET" else ((b"content-length", b"3"),)
     async with serve_site() as a, serve_site() as b, client() as request:
-        a.routes[b"/a"] = redirect(code, b.url("/b"))
+        a.route(b"/a", redirect(code, b.url("/b")))
         got = await fetch(
             request, method, a.url("/a"), headers=CREDENTIALS + length, body=Factory(body)
         )
@@ -281,7 +196,7 @@ async def test_userinfo_in_location_is_not_sent_and_does_not_pass_for_the_origin
         serve_site(host="127.0.0.2", port=a.server.port) as b,
         client() as request,
     ):
-        a.routes[b"/a"] = redirect(302, location.format(port=a.server.port))
+        a.route(b"/a", redirect(302, location.format(port=a.server.port)))
         got = await fetch(request, b"GET", a.url("/a"), headers=CREDENTIALS)
     assert got == (b"200", b"/b")
     assert a.targets == [b"/a"]
@@ -297,7 +212,7 @@ async def test_a_backslash_in_the_authority_is_refused() -> None:
         client() as request,
     ):
         location = f"http://127.0.0.1:{a.server.port}\\@127.0.0.2:{a.server.port}/b"
-        a.routes[b"/a"] = redirect(302, location)
+        a.route(b"/a", redirect(302, location))
         with pytest.raises(HttpRedirectRefused) as raised:
             await request(b"GET", a.url("/a"), headers=CREDENTIALS)
     assert type(raised.value.__cause__) is HttpInvalidRequestError
@@ -314,7 +229,7 @@ async def test_a_backslash_in_the_path_stays_on_the_same_origin_where_it_is_sent
         serve_site(host="127.0.0.2", port=a.server.port) as b,
         client() as request,
     ):
-        a.routes[b"/a"] = redirect(302, "/\\127.0.0.2/x")
+        a.route(b"/a", redirect(302, "/\\127.0.0.2/x"))
         got = await fetch(request, b"GET", a.url("/a"), headers=CREDENTIALS)
     assert got == (b"200", b"/%5C127.0.0.2/x")
     assert a.heads[1] == head(b"GET /%5C127.0.0.2/x", *CREDENTIALS)
@@ -330,7 +245,7 @@ async def test_a_scheme_relative_location_keeps_https() -> None:
         serve_site(server_ssl_context()) as other,
         client() as request,
     ):
-        tls.routes[b"/a"] = redirect(302, f"//127.0.0.1:{other.server.port}/b")
+        tls.route(b"/a", redirect(302, f"//127.0.0.1:{other.server.port}/b"))
         got = await fetch(request, b"GET", tls.url("/a", "https"), headers=CREDENTIALS)
     assert got == (b"200", b"/b")  # a TLS server answered: the hop was https
     assert other.heads == [dropped(b"GET /b", other)]
@@ -351,7 +266,7 @@ async def test_a_disguised_downgrade_to_http_is_refused(location: str) -> None:
         client() as request,
     ):
         location = location.format(port=plain.server.port)
-        tls.routes[b"/a"] = redirect(302, location)
+        tls.route(b"/a", redirect(302, location))
         with pytest.raises(HttpRedirectRefused) as raised:
             await request(b"GET", tls.url("/a", "https"), headers=CREDENTIALS)
     assert (raised.value.url, raised.value.location) == (tls.url("/a", "https"), location)
@@ -366,8 +281,8 @@ async def test_a_downgrade_later_in_the_chain_is_refused() -> None:
         serve_site() as plain,
         client() as request,
     ):
-        plain.routes[b"/a"] = redirect(302, tls.url("/b", "https"))
-        tls.routes[b"/b"] = redirect(302, plain.url("/c"))
+        plain.route(b"/a", redirect(302, tls.url("/b", "https")))
+        tls.route(b"/b", redirect(302, plain.url("/c")))
         with pytest.raises(HttpRedirectRefused) as raised:
             await request(b"GET", plain.url("/a"))
     assert (raised.value.url, raised.value.location) == (tls.url("/b", "https"), plain.url("/c"))
@@ -382,7 +297,7 @@ async def test_a_307_post_from_https_to_http_is_refused_before_its_body_is_repla
         serve_site() as plain,
         client() as request,
     ):
-        tls.routes[b"/a"] = redirect(307, plain.url("/b"))
+        tls.route(b"/a", redirect(307, plain.url("/b")))
         with pytest.raises(HttpRedirectRefused):
             await request(
                 b"POST",
@@ -409,7 +324,7 @@ async def test_a_307_post_from_https_to_http_is_refused_before_its_body_is_repla
 async def test_another_scheme_in_any_case_is_refused(location: str) -> None:
     async with serve_site() as site, client() as request:
         location = location.format(port=site.server.port)
-        site.routes[b"/a"] = redirect(302, location)
+        site.route(b"/a", redirect(302, location))
         with pytest.raises(HttpRedirectRefused) as raised:
             await request(b"GET", site.url("/a"), headers=CREDENTIALS)
     assert raised.value.location == location
@@ -421,7 +336,7 @@ async def test_a_scheme_without_a_host_is_refused() -> None:
     """ "https:/b" from http resolves to itself, with no host: the core refuses it, and the
     wrapper says so as a refused redirect."""
     async with serve_site() as site, client() as request:
-        site.routes[b"/a"] = redirect(302, "https:/b")
+        site.route(b"/a", redirect(302, "https:/b"))
         with pytest.raises(HttpRedirectRefused) as raised:
             await request(b"GET", site.url("/a"))
     assert type(raised.value.__cause__) is HttpInvalidRequestError
@@ -433,7 +348,7 @@ async def test_a_location_with_a_control_byte_from_the_server_is_not_followed(
     byte: bytes,
 ) -> None:
     async with serve_site() as site, client() as request:
-        site.routes[b"/a"] = redirect(302, b"/b" + byte + b"c")
+        site.route(b"/a", redirect(302, b"/b" + byte + b"c"))
         with pytest.raises(HttpProtocolError):
             await request(b"GET", site.url("/a"))
     assert site.targets == [b"/a"]
@@ -446,7 +361,7 @@ async def test_a_chain_on_one_origin_reuses_one_connection_until_the_pool_closes
     plugin = Connections()
     async with serve_site() as site, client(plugin) as request:
         for i in range(3):
-            site.routes[b"/%d" % i] = redirect(302, f"/{i + 1}", body=b"moved")
+            site.route(b"/%d" % i, redirect(302, f"/{i + 1}", body=b"moved"))
         assert await fetch(request, b"GET", site.url("/0")) == (b"200", b"/3")
         port = site.server.port
         assert plugin.events == [
@@ -463,8 +378,9 @@ async def test_a_redirect_body_over_the_discard_limit_has_its_connection_closed(
     plugin = Connections()
     async with serve_site() as site, client(plugin, discard_limit=10) as request:
         # 100 of the 1000 bytes announced: the rest would never come.
-        site.routes[b"/a"] = (
-            b"HTTP/1.1 302 Found\r\nlocation: /b\r\ncontent-length: 1000\r\n\r\n" + b"m" * 100
+        site.route(
+            b"/a",
+            b"HTTP/1.1 302 Found\r\nlocation: /b\r\ncontent-length: 1000\r\n\r\n" + b"m" * 100,
         )
         assert await fetch(request, b"GET", site.url("/a")) == (b"200", b"/b")
         async with asyncio.timeout(1):
@@ -481,7 +397,7 @@ async def test_a_redirect_body_over_the_discard_limit_has_its_connection_closed(
 async def test_a_redirect_that_says_connection_close_is_closed_not_reused() -> None:
     plugin = Connections()
     async with serve_site() as site, client(plugin) as request:
-        site.routes[b"/a"] = redirect(302, "/b", (b"connection", b"close"), body=b"moved")
+        site.route(b"/a", redirect(302, "/b", (b"connection", b"close"), body=b"moved"))
         assert await fetch(request, b"GET", site.url("/a")) == (b"200", b"/b")
         async with asyncio.timeout(1):
             await site.client_closed.wait()
@@ -499,9 +415,10 @@ async def test_a_refused_redirect_with_a_large_body_closes_its_connection() -> N
     plugin = Connections()
     async with serve_site() as site, client(plugin, discard_limit=10) as request:
         # 100 of the 1000 bytes announced, as in the test above.
-        site.routes[b"/a"] = (
+        site.route(
+            b"/a",
             b"HTTP/1.1 302 Found\r\nlocation: ftp://127.0.0.1/\r\ncontent-length: 1000\r\n\r\n"
-            + b"x" * 100
+            + b"x" * 100,
         )
         with pytest.raises(HttpRedirectRefused):
             await request(b"GET", site.url("/a"))
@@ -516,8 +433,8 @@ async def test_a_refused_redirect_with_a_large_body_closes_its_connection() -> N
 async def test_cancelling_during_a_hop_closes_that_hops_connection() -> None:
     plugin = Connections()
     async with serve_site() as a, serve_site() as b, client(plugin) as request:
-        a.routes[b"/a"] = redirect(302, b.url("/b"))
-        b.routes[b"/b"] = HANG
+        a.route(b"/a", redirect(302, b.url("/b")))
+        b.route(b"/b", HANG)
         task = asyncio.ensure_future(request(b"GET", a.url("/a")))
         async with asyncio.timeout(1):
             await b.received.wait()
@@ -545,7 +462,7 @@ async def test_a_307_whose_body_factory_cannot_replay_is_the_callers_error() -> 
             yield b"abc"
 
     async with serve_site() as site:
-        site.routes[b"/a"] = redirect(307, "/b")
+        site.route(b"/a", redirect(307, "/b"))
         request, close = Pool()
         with pytest.raises(HttpInvalidRequestError, match="shorter than its content-length"):
             await redirectable(request)(
