@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from conftest import Server, pool, read_request, serve
+from retry_support import NOW, FakeTime, retrying
 
 from lowhaio import (
     HttpConnectionClosedError,
@@ -21,13 +22,11 @@ from lowhaio import (
     HttpDataError,
     HttpInvalidRequestError,
     HttpProtocolError,
-    Request,
     buffered,
     streamed,
 )
 from lowhaio_retry import retry, retry_after
 
-NOW = 1_700_000_000.0  # what the fake wall clock says
 CLOSE = b""  # a reply that reads the request, then closes the connection without answering
 HANG = b"hang"  # a reply that reads the request, then never answers
 GARBAGE = b"not http\r\n\r\n"  # a reply that is not HTTP: an HttpProtocolError
@@ -73,37 +72,6 @@ class Script:
     @property
     def methods(self) -> list[bytes]:
         return [head.split(b" ", 1)[0] for head, _ in self.requests]
-
-
-class FakeTime:
-    """Injectable `sleep` and `clock`: a sleep records its delay, advances the clock, runs the
-    action given for its number (from 1), and returns at once."""
-
-    def __init__(self, start: float = 100.0) -> None:
-        self.now = start
-        self.delays: list[float] = []
-        self.actions: dict[int, Callable[[], Awaitable[object]]] = {}
-
-    async def sleep(self, delay: float) -> None:
-        self.delays.append(delay)
-        self.now += delay
-        action = self.actions.get(len(self.delays))
-        if action is not None:
-            await action()
-
-    def clock(self) -> float:
-        return self.now
-
-
-def retrying(request: Request, fake: FakeTime, **policy: Any) -> Request:
-    """`retry` with fake time, a fixed wall clock and a jitter of 0.5 unless `policy` says."""
-    fixed: dict[str, Any] = {
-        "sleep": fake.sleep,
-        "clock": fake.clock,
-        "wall_clock": lambda: NOW,
-        "jitter": lambda: 0.5,
-    }
-    return retry(request, **{**fixed, **policy})
 
 
 class LateServer:

@@ -9,11 +9,12 @@ Complements test_retry.py.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 
 import pytest
 from conftest import pool, serve
+from retry_support import FakeTime, retrying
 
 from lowhaio import (
     HttpConnectionClosedError,
@@ -24,10 +25,9 @@ from lowhaio import (
     HttpProtocolError,
     HttpStaleConnectionError,
     Pool,
-    Request,
     buffered,
 )
-from lowhaio_retry import IDEMPOTENT_METHODS, retry
+from lowhaio_retry import IDEMPOTENT_METHODS
 
 MIB = 1024 * 1024
 
@@ -103,26 +103,6 @@ async def read_body(reader: asyncio.StreamReader, head: bytes) -> bytes:
     return body
 
 
-class FakeTime:
-    """`sleep` and `clock` for `retry`: a sleep records its delay, advances the clock, runs the
-    action given for its number (from 1), and returns at once."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.delays: list[float] = []
-        self.actions: dict[int, Callable[[], Awaitable[object]]] = {}
-
-    async def sleep(self, delay: float) -> None:
-        self.delays.append(delay)
-        self.now += delay
-        action = self.actions.get(len(self.delays))
-        if action is not None:
-            await action()
-
-    def clock(self) -> float:
-        return self.now
-
-
 class Reasons:
     """An `on_retry` that records the reason of each retry."""
 
@@ -131,12 +111,6 @@ class Reasons:
 
     def __call__(self, attempt: int, delay: float, reason: BaseException | bytes) -> None:
         self.reasons.append(reason)
-
-
-def retrying(request: Request, fake: FakeTime, **policy: Any) -> Request:
-    """`retry` with fake time and a jitter of 0.5, unless `policy` says otherwise."""
-    fixed: dict[str, Any] = {"sleep": fake.sleep, "clock": fake.clock, "jitter": lambda: 0.5}
-    return retry(request, **{**fixed, **policy})
 
 
 class Factory:
