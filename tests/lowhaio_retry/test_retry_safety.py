@@ -9,11 +9,12 @@ Complements test_retry.py.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 
 import pytest
-from conftest import pool, serve
+from conftest import pool, read_request, serve
 from retry_support import FakeTime, retrying
 
 from lowhaio import (
@@ -26,8 +27,9 @@ from lowhaio import (
     HttpStaleConnectionError,
     Pool,
     buffered,
+    hookimpl,
 )
-from lowhaio_retry import IDEMPOTENT_METHODS
+from lowhaio_retry import IDEMPOTENT_METHODS, retry
 
 MIB = 1024 * 1024
 
@@ -487,3 +489,41 @@ async def test_an_error_in_the_returned_body_is_the_callers() -> None:
             await buffered(body)
     assert len(script.heads) == 1
     assert fake.delays == []
+
+
+async def test_a_body_let_go_after_a_retry_closes_its_connection() -> None:
+    """What the soak found, on its own: a response body that the caller lets go of unread
+    closes its connection at once (as without the wrapper), even when the response came from
+    a second attempt. Garbage collection is off, so that only reference counting can do it."""
+    attempts = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal attempts
+        await read_request(reader)
+        attempts += 1
+        if attempts == 1:
+            return  # closed without an answer: the GET is retried
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n12345")
+        await reader.read()
+
+    closed: list[str] = []
+
+    class Closes:
+        @hookimpl
+        def lowhaio_connection_closed(self, reason: str) -> None:
+            closed.append(reason)
+
+    gc.disable()
+    try:
+        async with serve(handler) as server:
+            request, close = Pool(plugins=(Closes(),))
+            try:
+                retrying = retry(request, backoff=0)
+                code, _, body = await retrying(b"GET", server.url("/"))
+                assert (code, closed) == (b"200", ["error"])
+                del body
+                assert closed == ["error", "body abandoned"]
+            finally:
+                await close()
+    finally:
+        gc.enable()

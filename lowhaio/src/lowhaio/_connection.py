@@ -228,8 +228,12 @@ class Connection(asyncio.BufferedProtocol):
         finally:
             self._write_waiter = None
             timer.cancel()
+        if not self._writing_paused:
+            # All of it reached the kernel, even if the connection was lost just after: what
+            # the server made of it is for the response to tell.
+            return True
         self._check_open()
-        return not self._writing_paused
+        return False
 
     def peer_closed(self) -> bool:
         """Whether the server has closed this idle connection, or sent on it, as far as the

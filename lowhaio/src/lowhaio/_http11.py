@@ -311,9 +311,7 @@ def parse_head(head: bytes, max_headers: int) -> ResponseHead:
     if len(lines) - 1 > max_headers:
         raise HttpTooManyHeaders(f"response has more than {max_headers} header lines")
     code = status_line[2]
-    return ResponseHead(
-        int(status_line[1]), int(code), code, tuple(_parse_fields(lines[1:]))
-    )
+    return ResponseHead(int(status_line[1]), int(code), code, tuple(_parse_fields(lines[1:])))
 
 
 def _parse_fields(lines: list[bytes]) -> list[tuple[bytes, bytes]]:

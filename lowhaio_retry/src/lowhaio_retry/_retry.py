@@ -161,5 +161,9 @@ def retry(
             if on_retry is not None:
                 on_retry(retries, delay, reason)
             await sleep(delay)
+            # An error's traceback holds this frame, which will hold the final response: kept,
+            # the two would be freed only by the garbage collector, and a body dropped unread
+            # would keep its connection until then.
+            del reason
 
     return retriable_request
