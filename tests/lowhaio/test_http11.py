@@ -1006,10 +1006,10 @@ def decode(
     for piece in pieces:
         conn.feed(piece)
         while True:
-            a, b = decoder.read(conn.buf, conn.start, conn.end)
-            assert conn.start <= a <= b <= conn.end
+            a, b, consumed = decoder.read(conn.buf, conn.start, conn.end)
+            assert conn.start <= a <= b <= consumed <= conn.end
             payload += conn.buf[a:b]
-            conn.consume(b)
+            conn.consume(consumed)
             if a == b:
                 break
     assert decoder.done, "the chunked body did not end"
@@ -1049,23 +1049,39 @@ def test_chunked_decoder_streams_partial_data() -> None:
     conn = Conn(0)
     decoder = ChunkedDecoder(64, 8)
     conn.feed(b"a\r\nhel")
-    a, b = decoder.read(conn.buf, conn.start, conn.end)
-    assert conn.buf[a:b] == b"hel"
-    conn.consume(b)
-    assert decoder.read(conn.buf, conn.start, conn.end) == (0, 0)
+    a, b, consumed = decoder.read(conn.buf, conn.start, conn.end)
+    assert (conn.buf[a:b], consumed) == (b"hel", b)
+    conn.consume(consumed)
+    assert decoder.read(conn.buf, conn.start, conn.end) == (0, 0, 0)
     assert not decoder.done
     conn.feed(b"lo wor")
-    a, b = decoder.read(conn.buf, conn.start, conn.end)
-    assert conn.buf[a:b] == b"lo wor"
+    a, b, consumed = decoder.read(conn.buf, conn.start, conn.end)
+    assert (conn.buf[a:b], consumed) == (b"lo wor", b)
     assert not decoder.done
+
+
+def test_chunked_decoder_takes_the_next_size_line_with_a_chunk() -> None:
+    buf = bytearray(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+    decoder = ChunkedDecoder(64, 8)
+    assert decoder.read(buf, 0, len(buf)) == (3, 6, 11)  # "abc", and CRLF "2" CRLF taken
+    assert decoder.read(buf, 11, len(buf)) == (11, 13, 18)  # "de", and CRLF "0" CRLF
+    assert decoder.read(buf, 18, len(buf)) == (20, 20, 20)
+    assert decoder.done
+    # A size line with extensions, or too long for max_line, is left to the general path.
+    for body, line in (
+        (b"1\r\na\r\n1;x\r\nb\r\n0\r\n\r\n", 64),
+        (b"1\r\na\r\n01\r\nb\r\n0\r\n\r\n", 1),
+    ):
+        decoder = ChunkedDecoder(line, 8)
+        assert decoder.read(bytearray(body), 0, len(body)) == (3, 4, 4)
 
 
 def test_chunked_decoder_done_is_idempotent() -> None:
     buf = bytearray(b"0\r\n\r\nrest")
     decoder = ChunkedDecoder(64, 8)
-    assert decoder.read(buf, 0, len(buf)) == (5, 5)
+    assert decoder.read(buf, 0, len(buf)) == (5, 5, 5)
     assert decoder.done
-    assert decoder.read(buf, 5, len(buf)) == (5, 5)
+    assert decoder.read(buf, 5, len(buf)) == (5, 5, 5)
     assert decoder.trailers == ()
 
 
@@ -1192,7 +1208,7 @@ def test_chunked_decoder_line_too_long_as_soon_as_it_cannot_fit(prefix: bytes) -
     buf = bytearray(prefix + b"a" * (first + _MAX_LINE + 2 - len(prefix)))
     assert len(buf) - first == _MAX_LINE + 2
     decoder = ChunkedDecoder(_MAX_LINE, 8)
-    assert decoder.read(buf, 0, len(buf) - 1) == (first, first)
+    assert decoder.read(buf, 0, len(buf) - 1) == (first, first, first)
     with pytest.raises(HttpHeaderTooLong):
         decoder.read(buf, first, len(buf))
 
@@ -1212,7 +1228,7 @@ def test_chunked_decoder_is_linear_when_fed_one_byte_at_a_time() -> None:
     decoder = ChunkedDecoder(8192, 8)
     for byte in line[:-1]:
         buf.append(byte)
-        assert decoder.read(buf, 0, len(buf)) == (0, 0)
+        assert decoder.read(buf, 0, len(buf)) == (0, 0, 0)
     buf.append(line[-1])
-    assert decoder.read(buf, 0, len(buf)) == (len(line), len(line))
+    assert decoder.read(buf, 0, len(buf)) == (len(line), len(line), len(line))
     assert sum(buf.searched.values()) <= 16 * len(line)

@@ -132,12 +132,12 @@ def parse(
         if framing.chunked:  # as ResponseBody._next_chunked
             decoder = ChunkedDecoder(limits.max_line, limits.max_headers)
             while True:
-                start, end = decoder.read(conn.buf, conn.start, conn.end)
+                start, end, consumed = decoder.read(conn.buf, conn.start, conn.end)
                 while start != end:
-                    assert conn.start <= start < end <= conn.end, "read outside the buffer"
+                    assert conn.start <= start < end <= consumed <= conn.end, "read outside"
                     body += conn.buf[start:end]
-                    start, end = decoder.read(conn.buf, end, conn.end)
-                conn.consume(end)
+                    start, end, consumed = decoder.read(conn.buf, consumed, conn.end)
+                conn.consume(consumed)
                 if decoder.done:
                     break
                 if not more():

@@ -57,8 +57,10 @@ _chunk_line = re.compile(
     + _QUOTED
     + rb"))?)*"
 )
-# The common case, a size line without extensions, matched in place in the caller's buffer.
+# The common case, a size line without extensions, matched in place in the caller's buffer;
+# and the same after the CRLF that ends the previous chunk's data.
 _plain_chunk_line = re.compile(rb"([0-9A-Fa-f]{1,16})\r\n")
+_following_chunk_line = re.compile(rb"\r\n([0-9A-Fa-f]{1,16})\r\n")
 _keep_alive_timeout = re.compile(rb"(?:^|[ \t,])timeout[ \t]*=[ \t]*([0-9]{1,9})(?:$|[ \t,])")
 
 # RFC 3986 2.2 and 3.3-3.4: what may stand unencoded in a path and a query. '%' is kept so that
@@ -408,8 +410,9 @@ _SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
 class ChunkedDecoder:
     """Decodes a chunked body (RFC 9112 7.1) from a buffer owned by the caller.
 
-    `read(buf, start, end)` consumes from `buf[start:end]` and returns `(a, b)`: the payload is
-    `buf[a:b]` and everything before `b` is consumed. `a == b` means no payload is ready: the
+    `read(buf, start, end)` consumes from `buf[start:end]` and returns `(a, b, consumed)`: the
+    payload is `buf[a:b]` and everything before `consumed` is consumed (the framing after a
+    chunk's payload, if already there, goes with it). `a == b` means no payload is ready: the
     body is complete if `done`, else more bytes are needed. Trailers end up in `trailers`.
     """
 
@@ -441,20 +444,29 @@ class ChunkedDecoder:
         """Whether more bytes are needed for framing (a size line, CRLF, trailers), not payload."""
         return self._state != _DATA
 
-    def read(self, buf: bytearray, start: int, end: int) -> tuple[int, int]:
+    def read(self, buf: bytearray, start: int, end: int) -> tuple[int, int, int]:
         while True:
             state = self._state
             if state == _DATA:
                 size = min(self._remaining, end - start)
                 self._remaining -= size
-                if not self._remaining:
-                    self._state = _DATA_END
-                return start, start + size
+                stop = start + size
+                if self._remaining:
+                    return start, stop, stop
+                # The chunk's CRLF and a plain size line after it, if already here, are taken
+                # in the same call: one call per chunk.
+                following = _following_chunk_line.match(buf, stop, end)
+                if following is not None and following.end() - stop - 4 <= self._max_line:
+                    self._remaining = int(following[1], 16)
+                    self._state = _DATA if self._remaining else _TRAILER
+                    return start, stop, following.end()
+                self._state = _DATA_END
+                return start, stop, stop
             if state == _DONE:
-                return start, start
+                return start, start, start
             if state == _DATA_END:
                 if end - start < 2:
-                    return start, start
+                    return start, start, start
                 if not buf.startswith(b"\r\n", start):
                     raise HttpProtocolError("chunk data is not followed by CRLF")
                 start += 2
@@ -476,7 +488,7 @@ class ChunkedDecoder:
                 if buf.find(b"\n", resume, end) >= 0:
                     raise HttpProtocolError("chunked body has a bare LF line ending")
                 self._scanned = end - start
-                return start, start
+                return start, start, start
             self._scanned = 0
             line = bytes(buf[start:at])
             start = at + 2

@@ -205,12 +205,12 @@ class ResponseBody:
             # All the payload already buffered, joined: one copy and one iteration per read
             # rather than per chunk (servers often send chunks of a few KiB).
             pieces = []
-            start, end = decoder.read(conn.buf, conn.start, conn.end)
+            start, end, consumed = decoder.read(conn.buf, conn.start, conn.end)
             while start != end:
                 pieces.append(conn.view[start:end])
                 self._size += end - start
-                start, end = decoder.read(conn.buf, end, conn.end)
-            conn.consume(end)
+                start, end, consumed = decoder.read(conn.buf, consumed, conn.end)
+            conn.consume(consumed)
             if decoder.done:
                 self.finish(conn)
             if pieces:
