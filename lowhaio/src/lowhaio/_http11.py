@@ -42,9 +42,11 @@ _digits = re.compile(rb"[0-9]{1,18}")
 _status_line = re.compile(rb"HTTP/1\.([01]) ([1-5][0-9][0-9])(?: [\t\x20-\x7e\x80-\xff]*)?")
 # RFC 9112 5: field-line = field-name ":" OWS field-value OWS, with no whitespace before ":".
 _field_line = re.compile(rb"(" + _TOKEN + rb"):[ \t]*([\t\x20-\x7e\x80-\xff]*?)[ \t]*")
-# The common case, a head of plain field-lines (no obs-fold), checked and split in C: each
-# field-line preceded by its CRLF, its value taken up to the next CR.
-_field_lines = re.compile(rb"(?:\r\n" + _TOKEN + rb":[\t\x20-\x7e\x80-\xff]*)*")
+# The common case, a head of plain field-lines (no obs-fold), checked whole and split in C:
+# each field-line preceded by its CRLF, its value taken up to the next CR.
+_plain_head = re.compile(
+    _status_line.pattern + rb"(?:\r\n" + _TOKEN + rb":[\t\x20-\x7e\x80-\xff]*)*"
+)
 _field_line_after_crlf = re.compile(rb"\r\n(" + _TOKEN + rb"):[ \t]*([\t\x20-\x7e\x80-\xff]*)")
 # RFC 9112 7.1: chunk-size [ chunk-ext ] CRLF, chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS
 # value ] ). 16 hex digits is a size of up to 16 EiB: more is refused, not wrapped.
@@ -215,6 +217,13 @@ class RequestFraming(NamedTuple):
     expect_continue: bool = False  # the caller sent `expect: 100-continue`
 
 
+_NO_FRAMING = RequestFraming(None, False, False)
+# The fields that request_head looks into; the others are only validated and copied.
+_REQUEST_FRAMING_FIELDS = frozenset(
+    (b"host", b"content-length", b"transfer-encoding", b"connection", b"expect")
+)
+
+
 def request_head(
     method: bytes, target: bytes, host: bytes, headers: Iterable[tuple[bytes, bytes]]
 ) -> tuple[bytes, RequestFraming]:
@@ -224,6 +233,7 @@ def request_head(
     lines = [method, b" ", target, b" HTTP/1.1\r\n"]
     length = None
     chunked = close = has_host = expect_continue = False
+    framed = False  # a field that request_head looks into was given
     for field in headers:
         try:
             name, value = field
@@ -238,7 +248,11 @@ def request_head(
                 f"header {name!r} is not a token with a value of bytes without CR, LF, NUL"
                 " or other control bytes"
             )
+        lines += (name, b": ", value, b"\r\n")
         lname = name.lower()
+        if lname not in _REQUEST_FRAMING_FIELDS:
+            continue
+        framed = True
         if lname == b"host":
             if has_host:
                 raise HttpInvalidRequestError("more than one host header")  # RFC 9112 3.2
@@ -253,14 +267,15 @@ def request_head(
             chunked = True
         elif lname == b"connection":
             close = close or b"close" in _list_tokens(value)
-        elif lname == b"expect":
+        else:
             expect_continue = value.lower() == b"100-continue"
-        lines += (name, b": ", value, b"\r\n")
-    if length is not None and chunked:
-        raise HttpInvalidRequestError("content-length and transfer-encoding are both given")
     if not has_host:
         lines[4:4] = (b"host: ", host, b"\r\n")
     lines.append(b"\r\n")
+    if not framed:
+        return b"".join(lines), _NO_FRAMING
+    if length is not None and chunked:
+        raise HttpInvalidRequestError("content-length and transfer-encoding are both given")
     return b"".join(lines), RequestFraming(length, chunked, close, expect_continue)
 
 
@@ -293,14 +308,14 @@ class ResponseHead(NamedTuple):
 
 def parse_head(head: bytes, max_headers: int) -> ResponseHead:
     """Parse a complete response head, given without its final CRLF CRLF."""
-    status_line = _status_line.match(head)
-    if status_line is not None and _field_lines.fullmatch(head, status_line.end()) is not None:
-        fields = _field_line_after_crlf.findall(head, status_line.end())
+    plain = _plain_head.fullmatch(head)
+    if plain is not None:
+        fields = _field_line_after_crlf.findall(head)
         if len(fields) > max_headers:
             raise HttpTooManyHeaders(f"response has more than {max_headers} header lines")
-        code = status_line[2]
+        code = plain[2]
         return ResponseHead(
-            int(status_line[1]),
+            int(plain[1]),
             int(code),
             code,
             tuple([(name.lower(), value.rstrip(b" \t")) for name, value in fields]),
