@@ -1,6 +1,7 @@
 """What the redirect tests share: `Site`, a scripted server that answers each request by its
 target (scripted replies, else 200 with the target as its body) on every connection it accepts,
-and records the requests it reads; and builders of the responses it sends."""
+and records the requests it reads; builders of the responses it sends; and `client`, a
+redirectable request over a fresh pool."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import AsyncIterator
+from typing import Any
 
-from conftest import Server, read_request, serve
+from conftest import Server, client_ssl_context, read_request, serve
+
+from lowhaio import Pool, Request, buffered
+from lowhaio_redirect import redirectable
 
 PAUSE = 0.01  # between the pieces of a reply, so that the client reads them apart
 HANG = b"hang"  # a reply: read the request, then wait for the client to go away
@@ -106,3 +111,23 @@ async def serve_site(
     async with serve(site, ssl_context, host, port) as server:
         site.server = server
         yield site
+
+
+@contextlib.asynccontextmanager
+async def client(
+    *plugins: object, continue_timeout: float = 1.0, **options: Any
+) -> AsyncIterator[Request]:
+    """`redirectable(request, **options)` over a fresh pool that trusts the test CA."""
+    request, close = Pool(
+        get_ssl_context=client_ssl_context, plugins=plugins, continue_timeout=continue_timeout
+    )
+    try:
+        yield redirectable(request, **options)
+    finally:
+        await close()
+
+
+async def fetch(request: Request, method: bytes, url: str, **kwargs: Any) -> tuple[bytes, bytes]:
+    """The final code and the whole final body."""
+    code, _, body = await request(method, url, **kwargs)
+    return code, await buffered(body)

@@ -8,7 +8,6 @@ target as its body) on every connection it accepts, and records the requests it 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 from collections.abc import AsyncIterator, Mapping
 from types import MappingProxyType
@@ -18,11 +17,10 @@ import pytest
 from conftest import (
     Handler,
     Server,
-    client_ssl_context,
     serve,
     server_ssl_context,
 )
-from redirect_site import PAUSE, Reply, Site, head, redirect, response, serve_site
+from redirect_site import PAUSE, Reply, Site, client, fetch, head, redirect, response, serve_site
 
 from lowhaio import (
     BodyFactory,
@@ -61,22 +59,6 @@ def sniffing(plain: Server, tls: Server) -> Handler:
         await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
 
     return handler
-
-
-@contextlib.asynccontextmanager
-async def client(continue_timeout: float = 1.0, **options: Any) -> AsyncIterator[Request]:
-    """`redirectable(request, **options)` over a fresh pool that trusts the test CA."""
-    request, close = Pool(get_ssl_context=client_ssl_context, continue_timeout=continue_timeout)
-    try:
-        yield redirectable(request, **options)
-    finally:
-        await close()
-
-
-async def fetch(request: Request, method: bytes, url: str, **kwargs: Any) -> tuple[bytes, bytes]:
-    """The final code and the whole final body."""
-    code, _, body = await request(method, url, **kwargs)
-    return code, await buffered(body)
 
 
 class Factory:

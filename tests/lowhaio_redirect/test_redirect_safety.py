@@ -8,20 +8,16 @@ seen through a lowhaio plugin. Complements test_redirect.py, which covers the or
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
-from conftest import client_ssl_context, server_ssl_context
-from redirect_site import HANG, Site, head, redirect, serve_site
+from conftest import server_ssl_context
+from redirect_site import HANG, Site, client, fetch, head, redirect, serve_site
 
 from lowhaio import (
     HttpInvalidRequestError,
     HttpProtocolError,
     Pool,
-    Request,
-    buffered,
     hookimpl,
 )
 from lowhaio_redirect import HttpRedirectRefused, HttpTooManyRedirects, redirectable
@@ -53,21 +49,6 @@ class Connections:
 
     def count(self, event: str) -> int:
         return sum(1 for name, *_ in self.events if name == event)
-
-
-@contextlib.asynccontextmanager
-async def client(*plugins: object, **options: Any) -> AsyncIterator[Request]:
-    """`redirectable(request, **options)` over a fresh pool that trusts the test CA."""
-    request, close = Pool(get_ssl_context=client_ssl_context, plugins=plugins)
-    try:
-        yield redirectable(request, **options)
-    finally:
-        await close()
-
-
-async def fetch(request: Request, method: bytes, url: str, **kwargs: Any) -> tuple[bytes, bytes]:
-    code, _, body = await request(method, url, **kwargs)
-    return code, await buffered(body)
 
 
 class Factory:
