@@ -385,7 +385,7 @@ def Pool(
                 else:
                     withheld = framing.length != 0
                     await _close_body(chunks)
-            complete = True
+            complete = not withheld
             if caller_error is None:
                 if response is None:
                     response = await read_head(conn, read_timeout, head_limits)
