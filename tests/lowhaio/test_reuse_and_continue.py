@@ -38,9 +38,8 @@ async def test_an_idle_connection_the_server_closed_is_detected_before_reuse() -
         request, close = Pool()
         _, _, body = await request(b"GET", server.url())
         assert await buffered(body) == b"ok"
-        await asyncio.sleep(0.15)  # idle long enough to be worth a peek
         # The server's FIN is in the client's kernel before the loop has seen it: the request
-        # below runs up to its connect without yielding, so only the peek can notice.
+        # below runs up to its connect without yielding, so only the poll at reuse can notice.
         raw = script.writers[0].get_extra_info("socket")
         with socket.socket(fileno=os.dup(raw.fileno())) as sock:
             sock.shutdown(socket.SHUT_WR)
@@ -57,7 +56,7 @@ async def test_bytes_on_an_idle_connection_mean_it_is_not_reused() -> None:
         request, close = Pool()
         _, _, body = await request(b"GET", server.url())
         assert await buffered(body) == b"ok"
-        await asyncio.sleep(0.15)
+        # As above, the bytes are in the kernel before the loop has seen them.
         raw = script.writers[0].get_extra_info("socket")
         with socket.socket(fileno=os.dup(raw.fileno())) as sock:
             sock.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nsplit")  # unasked for

@@ -14,6 +14,7 @@ fails the future: the task is never cancelled, so its cancellation count is neve
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
@@ -51,7 +52,10 @@ class Connection(asyncio.BufferedProtocol):
     ) -> None:
         self.loop = loop
         self.origin = origin
-        self.sock = sock  # owned by the transport: only ever peeked at, by `peer_closed`
+        self.sock = sock  # owned by the transport: kept alive with it, never read here
+        # Polled by `peer_closed`; a poll object is a list of descriptors, not a kernel resource.
+        self._poll = select.poll()
+        self._poll.register(sock, select.POLLIN)
         self.address = address  # the IP address connected to
         self.transport: asyncio.Transport
         # Unconsumed bytes are buf[start:end]; the loop writes into buf[end:].
@@ -76,7 +80,6 @@ class Connection(asyncio.BufferedProtocol):
         self._pause_short = 1  # reading pauses this many bytes short of a full buffer
         # Kept by the pool: when an idle connection expires, and how many requests it carried.
         self.expires_at = 0.0
-        self.idle_since = 0.0
         self.requests = 0
         self.request_id: int | None = None  # of the request using it, or that last used it
         # Set by the pool while the connection is idle: called if the server sends or closes.
@@ -244,13 +247,12 @@ class Connection(asyncio.BufferedProtocol):
         return False
 
     def peer_closed(self) -> bool:
-        """Whether the server has closed this idle connection, or sent on it, as far as the
-        kernel knows: one non-blocking peek, for what the loop has not yet seen."""
-        try:
-            self.sock.recv(1, socket.MSG_PEEK)  # EOF, or bytes nobody asked for
-        except OSError as exc:
-            return not isinstance(exc, BlockingIOError)  # nothing pending, or a reset
-        return True
+        """Whether the server has closed this idle connection, reset it or sent on it, as far
+        as the kernel knows. Checked at every reuse: a server that closes right after answering
+        has its FIN in the kernel before the event loop runs again, and a request written after
+        it would fail as one the server may have processed (RFC 9112 9.3.1). A zero-timeout
+        poll: one system call, and no exception as a non-blocking peek would raise."""
+        return bool(self._poll.poll(0))  # POLLIN: EOF or unasked bytes; POLLERR, POLLHUP
 
     def close(self) -> None:
         """Close at once: a connection is closed only when it cannot be reused."""

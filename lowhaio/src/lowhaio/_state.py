@@ -4,8 +4,8 @@ A connection is counted (in `total` and `per_origin`) from the moment its slot i
 that limits hold while it connects, until it is closed. Requests that find no idle connection
 and no free slot wait in one FIFO queue; whatever becomes free (an idle connection or a slot)
 goes to the oldest waiter that can use it. An idle connection is reused only while it is
-unexpired, its address is still in the host's current DNS answer, and a non-blocking peek at
-its socket shows that the server has not closed it.
+unexpired, its address is still in the host's current DNS answer, and a zero-timeout poll of
+its socket, at every reuse, shows that the server has not closed it.
 """
 
 from __future__ import annotations
@@ -17,11 +17,6 @@ from ._connection import Connection
 from ._exceptions import HttpPoolClosedError, HttpPoolTimeoutError
 from ._http11 import Origin
 from ._trace import Tracer
-
-# An idle connection is peeked at (a system call) only after this many seconds idle: a server
-# that closes idle connections does so after seconds, and a connection reused sooner has had
-# its EOF seen by the event loop already, or meets it as an error on sending or reading.
-STALE_CHECK_AFTER = 0.1
 
 Addresses = tuple[str, ...] | None  # the host's current DNS answer; None for an IP literal
 Waiter = tuple[Origin, Addresses, "asyncio.Future[Connection | None]"]
@@ -67,12 +62,11 @@ class PoolState:
             if not idle:
                 del self.idle[origin]
             conn.on_idle_event = None
-            now = conn.loop.time()
-            if conn.expires_at <= now:
+            if conn.expires_at <= conn.loop.time():
                 self._forget(conn, "expired")
             elif addresses is not None and conn.address not in addresses:
                 self._forget(conn, "dns changed")
-            elif now - conn.idle_since >= STALE_CHECK_AFTER and conn.peer_closed():
+            elif conn.peer_closed():
                 self._forget(conn, "server closed")
             else:
                 return conn
@@ -157,8 +151,7 @@ class PoolState:
             self.discard(conn, "max requests")
             return
         conn.request_id = None  # idle: no request uses it
-        conn.idle_since = conn.loop.time()
-        conn.expires_at = conn.idle_since + min(keep_alive_timeout, self.keep_alive_timeout)
+        conn.expires_at = conn.loop.time() + min(keep_alive_timeout, self.keep_alive_timeout)
         conn.on_idle_event = self._idle_event
         self.idle.setdefault(conn.origin, []).append(conn)
         if self.sweep is None or conn.expires_at < self.sweep.when():
