@@ -206,20 +206,14 @@ def lowest(session: nox.Session) -> None:
 
 
 def _locked() -> dict[str, str]:
-    """The lock's exact versions by normalized name (the last one, where markers fork)."""
-    return {name: version for name, version, _ in _lock_lines() if name}
-
-
-def _lock_lines() -> list[tuple[str, str, str]]:
-    """Each line of the lock, with the name and version it pins (empty for a comment)."""
-    lines = []
+    """The lock's exact versions for this Python and platform, by normalized name."""
+    pins = {}
     for line in LOCK.read_text().splitlines():
-        name = version = ""
         if line and not line.startswith((" ", "#")):
             requirement = Requirement(line)
-            name, version = _normalized(requirement.name), str(requirement.specifier)[2:]
-        lines.append((name, version, line))
-    return lines
+            if requirement.marker is None or requirement.marker.evaluate():
+                pins[_normalized(requirement.name)] = str(requirement.specifier)[2:]
+    return pins
 
 
 def _normalized(name: str) -> str:
