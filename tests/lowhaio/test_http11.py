@@ -543,7 +543,7 @@ def feed_head(pieces: Iterable[bytes], max_bytes: int = 1024, prefix: bytes = b"
     start, searched = len(prefix), 0
     for piece in pieces:
         buf += piece
-        at = find_head_end(buf, start, len(buf), searched, max_bytes)
+        at = find_head_end(buf, start, len(buf), searched=searched, max_bytes=max_bytes)
         if at >= 0:
             return at - start
         searched = len(buf) - start
@@ -552,18 +552,18 @@ def feed_head(pieces: Iterable[bytes], max_bytes: int = 1024, prefix: bytes = b"
 
 def test_find_head_end_finds_the_end() -> None:
     buf = bytearray(b"previous" + _HEAD + b"hi")
-    assert find_head_end(buf, 8, len(buf), 0, 1024) == 8 + len(_HEAD)
+    assert find_head_end(buf, 8, len(buf), searched=0, max_bytes=1024) == 8 + len(_HEAD)
 
 
 def test_find_head_end_ignores_bytes_past_end() -> None:
     buf = bytearray(_HEAD)
-    assert find_head_end(buf, 0, len(_HEAD) - 1, 0, 1024) == -1
+    assert find_head_end(buf, 0, len(_HEAD) - 1, searched=0, max_bytes=1024) == -1
 
 
 @pytest.mark.parametrize("size", range(len(_HEAD)))
 def test_find_head_end_incomplete(size: int) -> None:
     buf = bytearray(_HEAD[:size])
-    assert find_head_end(buf, 0, size, 0, 1024) == -1
+    assert find_head_end(buf, 0, size, searched=0, max_bytes=1024) == -1
 
 
 def test_find_head_end_at_every_split() -> None:
@@ -583,7 +583,7 @@ def test_find_head_end_search_for_crlfcrlf_resumes_where_it_stopped() -> None:
     start, searched = 4, 0
     for byte in _HEAD:
         buf.append(byte)
-        at = find_head_end(buf, start, len(buf), searched, 1024)
+        at = find_head_end(buf, start, len(buf), searched=searched, max_bytes=1024)
         searched = len(buf) - start
     assert at == len(buf)
     # Each call looks back at most 3 bytes: 4 per byte fed, not the whole head each time.
@@ -598,7 +598,7 @@ def test_find_head_end_is_linear_when_fed_one_byte_at_a_time() -> None:
     searched = 0
     for byte in data:
         buf.append(byte)
-        at = find_head_end(buf, 0, len(buf), searched, 1 << 16)
+        at = find_head_end(buf, 0, len(buf), searched=searched, max_bytes=1 << 16)
         searched = len(buf)
     assert at == len(data)
     assert sum(buf.searched.values()) <= 16 * len(data)
@@ -613,17 +613,17 @@ def test_find_head_end_accepts_head_within_limit(max_bytes: int) -> None:
 def test_find_head_end_too_long_when_complete() -> None:
     buf = bytearray(b"xx" + _HEAD)
     with pytest.raises(HttpHeaderTooLong):
-        find_head_end(buf, 2, len(buf), 0, len(_HEAD) - 1)
+        find_head_end(buf, 2, len(buf), searched=0, max_bytes=len(_HEAD) - 1)
 
 
 def test_find_head_end_too_long_when_incomplete() -> None:
     limit = 100
     data = b"HTTP/1.1 200 OK\r\nX: " + b"a" * 200
     buf = bytearray(b"xx" + data[:limit])
-    assert find_head_end(buf, 2, len(buf), 0, limit) == -1
+    assert find_head_end(buf, 2, len(buf), searched=0, max_bytes=limit) == -1
     buf.append(data[limit])
     with pytest.raises(HttpHeaderTooLong):
-        find_head_end(buf, 2, len(buf), 0, limit)
+        find_head_end(buf, 2, len(buf), searched=0, max_bytes=limit)
     with pytest.raises(HttpHeaderTooLong):
         feed_head([data[i : i + 7] for i in range(0, len(data), 7)], limit)
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import inspect
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 from conftest import get, pool, read_request, serve
@@ -112,6 +114,12 @@ def unused_port() -> int:
 
 def now() -> float:
     return asyncio.get_running_loop().time()
+
+
+def state_of(request: lowhaio.Request) -> Any:
+    """The pool's `PoolState`, found where a debugger finds it: in `request`'s closures."""
+    acquire = inspect.getclosurevars(request).nonlocals["acquire"]
+    return inspect.getclosurevars(acquire).nonlocals["state"]
 
 
 # Keep-alive reuse ------------------------------------------------------------------------------
@@ -959,3 +967,33 @@ async def test_requests_create_no_tasks() -> None:
         extra.append(others())
     assert server.connections == 1
     assert extra == [set()] * 8
+
+
+# What a debugger or a failing test shows ----------------------------------------------------
+
+
+async def test_the_pool_and_its_connections_say_where_each_is_in_its_life() -> None:
+    gate = asyncio.Event()
+    async with serve(Script(gate=gate)) as server:
+        request, close = lowhaio.Pool(max_connections=1)
+        state = state_of(request)
+        assert repr(state) == "<PoolState 0 connections (0 opening, 0 active, 0 idle), 0 waiting>"
+        _, _, body = await request(b"GET", server.url())  # the head; the body waits for the gate
+        (conn,) = state.connections
+        where = f"http://127.0.0.1:{server.port} at 127.0.0.1"
+        assert repr(conn) == f"<Connection {where} active, 1 requests, 0 bytes unread>"
+        waiting = asyncio.create_task(send(request, server.url()))
+        await asyncio.sleep(0.01)
+        assert repr(state) == "<PoolState 1 connections (0 opening, 1 active, 0 idle), 1 waiting>"
+        gate.set()
+        assert await buffered(body) == b"ok"
+        _, _, body = await waiting  # the same connection, handed on
+        # Its body came whole with the head: the connection is back in the pool already.
+        assert repr(conn) == f"<Connection {where} idle, 2 requests, 0 bytes unread>"
+        assert await buffered(body) == b"ok"
+        assert repr(state) == "<PoolState 1 connections (0 opening, 0 active, 1 idle), 0 waiting>"
+        await close()
+        assert repr(conn) == f"<Connection {where} closed, 2 requests, 0 bytes unread, at eof>"
+        assert repr(state) == (
+            "<PoolState 0 connections (0 opening, 0 active, 0 idle), 0 waiting, closed>"
+        )

@@ -1,8 +1,9 @@
 """Property tests of the response side, with hypothesis, and a differential test against h11.
 
-- The sans-IO readers (`find_head_end`, `parse_head`, `response_framing`, `ChunkedDecoder`) are
-  driven by `parse`, which feeds them exactly as `_response.py` does, from a buffer that behaves
-  like the connection's (stale bytes past `end`, compaction, reset when all is consumed). Fed
+- The sans-IO `ResponseReader` (and so `find_head_end`, `parse_head`, `response_framing` and the
+  body readers) is driven by `parse` as `_response.py` drives it, from a buffer that keeps the
+  contract as the connection does (stale bytes past `end`, compaction, reset when all is
+  consumed). Fed
   anything, split anyhow, they raise nothing but `HttpProtocolError` (and its subclasses), give
   the same answer however the input is split, and never consume a byte past the response.
 - A few properties run through a real scripted server, checking the pool stays usable.
@@ -25,14 +26,7 @@ import pytest
 from conftest import get, new_event_loop, pool, read_request, serve
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lowhaio._http11 import (
-    ChunkedDecoder,
-    Headers,
-    find_head_end,
-    parse_head,
-    response_framing,
-)
-from lowhaio._response import MAX_INTERIM_RESPONSES
+from lowhaio._http11 import Headers, ResponseLimits, ResponseReader
 
 import lowhaio
 
@@ -98,7 +92,7 @@ def parse(
     pieces: Sequence[bytes], method: bytes = b"GET", limits: Limits = DEFAULT_LIMITS
 ) -> Outcome:
     """Read one response from `pieces`, arriving one after the other, then the end of the
-    input, the way `_response.py` and `_pool.py` drive the readers."""
+    input: the real `ResponseReader`, driven as `_response.py` drives it."""
     conn = Buffer(limits.capacity)
     waiting = [piece for piece in reversed(pieces) if piece]
 
@@ -108,59 +102,32 @@ def parse(
         conn.feed(waiting.pop())
         return True
 
+    reader = ResponseReader(
+        method, ResponseLimits(limits.max_head, limits.max_headers, limits.max_line)
+    )
     try:
-        for _ in range(MAX_INTERIM_RESPONSES + 1):  # as _response.read_head
-            searched = 0
-            while (
-                at := find_head_end(conn.buf, conn.start, conn.end, searched, limits.max_head)
-            ) < 0:
-                searched = conn.end - conn.start
-                if not more():
-                    return Outcome("incomplete")
-            assert conn.start + 4 <= at <= conn.end
-            head = parse_head(bytes(conn.buf[conn.start : at - 4]), limits.max_headers)
-            conn.consume(at)
-            if head.status == 101:  # as _response._next_head
-                return Outcome("error", error=lowhaio.HttpProtocolError)
-            if head.status >= 200:
-                break
-        else:
-            return Outcome("error", error=lowhaio.HttpProtocolError)
-        framing = response_framing(head, method)
-        body = bytearray()
-        trailers: Headers = ()
-        if framing.chunked:  # as ResponseBody._next_chunked
-            decoder = ChunkedDecoder(limits.max_line, limits.max_headers)
-            while True:
-                start, end, consumed = decoder.read(conn.buf, conn.start, conn.end)
-                while start != end:
-                    assert conn.start <= start < end <= consumed <= conn.end, "read outside"
-                    body += conn.buf[start:end]
-                    start, end, consumed = decoder.read(conn.buf, consumed, conn.end)
+        head = None
+        while head is None or head.status < 200:  # as _response.read_head
+            head, consumed = reader.next_head(conn.buf, conn.start, conn.end)
+            if head is not None:
+                assert conn.start + 4 <= consumed <= conn.end, "read outside"
                 conn.consume(consumed)
-                if decoder.done:
-                    break
-                if not more():
-                    return Outcome("incomplete")
-            trailers = decoder.trailers
-        elif framing.length is not None:  # as ResponseBody._next_sized
-            remaining = framing.length
-            while remaining:
-                if conn.start == conn.end and not more():
-                    return Outcome("incomplete")
-                size = min(remaining, conn.end - conn.start)
-                body += conn.buf[conn.start : conn.start + size]
-                conn.consume(conn.start + size)
-                remaining -= size
-        else:  # until the server closes
-            while more():
-                pass
-            body += conn.buf[conn.start : conn.end]
-            conn.consume(conn.end)
+            elif not more():
+                return Outcome("incomplete")  # a close now: HttpConnectionClosedError
+        body = reader.body
+        assert body is not None
+        payload = bytearray()
+        while not body.done:  # as _response.ResponseBody._next
+            start, end, consumed = body.read(conn.buf, conn.start, conn.end)
+            assert conn.start <= start <= end <= consumed <= conn.end, "read outside"
+            payload += conn.buf[start:end]
+            conn.consume(consumed)
+            if start == end and not body.done and not more() and body.closed() is not None:
+                return Outcome("incomplete")  # the close is a HttpConnectionClosedError
     except lowhaio.HttpProtocolError as exc:
         return Outcome("error", error=type(exc))
     leftover = bytes(conn.buf[conn.start : conn.end]) + b"".join(reversed(waiting))
-    return Outcome("ok", head.status, head.headers, bytes(body), trailers, leftover)
+    return Outcome("ok", head.status, head.headers, bytes(payload), body.trailers, leftover)
 
 
 def cut(data: bytes, cuts: Sequence[int]) -> list[bytes]:

@@ -14,6 +14,7 @@ fails the future: the task is never cancelled, so its cancellation count is neve
 from __future__ import annotations
 
 import asyncio
+import enum
 import select
 import socket
 from collections.abc import Callable
@@ -39,6 +40,15 @@ def _timed_out(waiter: asyncio.Future[None], message: str) -> None:
         waiter.set_exception(HttpDataTimeoutError(message))
 
 
+class Phase(enum.Enum):
+    """Where a connection is in its life; `PoolState` moves it on."""
+
+    OPENING = "opening"  # TCP, then TLS, under way: not yet in the pool
+    ACTIVE = "active"  # carrying a request, until its response body is read or abandoned
+    IDLE = "idle"  # in the pool's idle list, waiting to be reused
+    CLOSED = "closed"  # closed, and forgotten by the pool
+
+
 class Connection(asyncio.BufferedProtocol):
     """A connection's transport, read buffer and wake-ups, plus what the pool keeps about it."""
 
@@ -49,6 +59,7 @@ class Connection(asyncio.BufferedProtocol):
         sock: socket.socket,
         address: str,
         buffer_bytes: int,
+        on_idle_event: Callable[[Connection], None],
     ) -> None:
         self.loop = loop
         self.origin = origin
@@ -64,6 +75,7 @@ class Connection(asyncio.BufferedProtocol):
         self.start = 0
         self.end = 0
         self.received = 0  # bytes received in all, to tell whether a response has begun
+        self.writes = 0  # writes handed to the transport, to tell whether a request began
         self.eof = False  # the server closed its side, or the connection is lost
         self.lost = False
         self.lost_error: Exception | None = None  # why, when it was not a clean close
@@ -78,12 +90,20 @@ class Connection(asyncio.BufferedProtocol):
         self._reading_paused = False
         self._writing_paused = False
         self._pause_short = 1  # reading pauses this many bytes short of a full buffer
-        # Kept by the pool: when an idle connection expires, and how many requests it carried.
-        self.expires_at = 0.0
-        self.requests = 0
+        # Kept by the pool, and changed only by `PoolState`'s methods: see `Phase`.
+        self.phase = Phase.OPENING
+        self.expires_at = 0.0  # when an idle connection is closed
+        self.requests = 0  # how many requests it has carried
         self.request_id: int | None = None  # of the request using it, or that last used it
-        # Set by the pool while the connection is idle: called if the server sends or closes.
-        self.on_idle_event: Callable[[Connection], None] | None = None
+        # The pool's: called if the server sends or closes while the connection is idle.
+        self.on_idle_event = on_idle_event
+
+    def __repr__(self) -> str:
+        return (
+            f"<Connection {self.origin} at {self.address} {self.phase.value},"
+            f" {self.requests} requests, {self.end - self.start} bytes unread"
+            f"{', at eof' if self.eof else ''}>"
+        )
 
     # Protocol callbacks ---------------------------------------------------------------------
 
@@ -156,7 +176,7 @@ class Connection(asyncio.BufferedProtocol):
         elif self._write_waiter is not None:
             # A response while the request body is being sent: the sender looks at it.
             _wake(self._write_waiter)
-        elif self.on_idle_event is not None:
+        elif self.phase is Phase.IDLE:
             # Bytes or EOF from a server while no request is using the connection: it can no
             # longer be trusted to frame the next response.
             self.on_idle_event(self)
@@ -199,17 +219,6 @@ class Connection(asyncio.BufferedProtocol):
         else:
             self._watch(self._read_deadline)
 
-    def take(self, size: int) -> bytes:
-        """Consume and return up to `size` buffered bytes."""
-        start = self.start
-        end = min(self.end, start + size)
-        data = bytes(self.view[start:end])
-        if end == self.end:
-            self.start = self.end = 0
-        else:
-            self.start = end
-        return data
-
     def consume(self, end: int) -> None:
         """Mark `buf[:end]` as consumed."""
         if end == self.end:
@@ -224,6 +233,7 @@ class Connection(asyncio.BufferedProtocol):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self._check_open()
         self.transport.write(data)
+        self.writes += 1
 
     async def drain(self, timeout: float) -> bool:
         """Wait until the transport has handed everything written to the kernel (True), or

@@ -118,3 +118,30 @@ def translated(exc: Exception, sent: bool, where: str) -> HttpError:
     else:
         cls = HttpDataError
     return cls(f"{where}: {type(exc).__name__}: {exc}")
+
+
+def request_error(
+    exc: Exception, where: str, *, sent: bool, whole: bool, reused: bool, answered: bool
+) -> HttpError:
+    """What a request that failed with `exc` raises (the caller raises it `from exc`, unless it
+    is `exc` itself): the one rule for whether the server may have processed it.
+
+    `sent`: a byte of the request reached the transport; `whole`: all of it did; `reused`: the
+    connection had carried a request before; `answered`: a byte of a response arrived. A
+    request is known not to be processed only if the server went away before it was whole and
+    without a word; once it was whole, even a reused connection that closes without a word may
+    have been closed after processing it (RFC 9112 9.3.1).
+    """
+    if (
+        reused
+        and not whole
+        and not answered
+        and isinstance(exc, (ConnectionError, HttpConnectionClosedError))
+    ):
+        return HttpStaleConnectionError(
+            f"{where}: the reused connection closed before the whole request was sent"
+            " and before any response: the request was not processed"
+        )
+    if isinstance(exc, HttpError):
+        return exc
+    return translated(exc, sent, where)

@@ -20,6 +20,8 @@ from typing import NamedTuple
 from urllib.parse import quote, urlsplit
 
 from ._exceptions import (
+    HttpConnectionClosedError,
+    HttpError,
     HttpHeaderTooLong,
     HttpInvalidRequestError,
     HttpProtocolError,
@@ -282,7 +284,7 @@ def request_head(
 # Responses -----------------------------------------------------------------------------------
 
 
-def find_head_end(buf: bytearray, start: int, end: int, searched: int, max_bytes: int) -> int:
+def find_head_end(buf: bytearray, start: int, end: int, *, searched: int, max_bytes: int) -> int:
     """Where the head that starts at `buf[start]` ends (just past CRLF CRLF), or -1 for "need
     more". `searched` is how many bytes after `start` were already searched without success."""
     resume = start + max(searched - 3, 0)  # a terminator may straddle the old end
@@ -419,16 +421,160 @@ def response_framing(head: ResponseHead, request_method: bytes) -> ResponseFrami
     return ResponseFraming(None, False, False, timeout)
 
 
+# Reading a response --------------------------------------------------------------------------
+#
+# The buffer contract, which `_connection.Connection` meets and the readers below rely on: the
+# unread bytes are `buf[start:end]`, and a reader looks at nothing outside them. Each call
+# returns how far it consumed (`consumed`, from `start` to `end`), and the caller drops
+# `buf[start:consumed]` before the next call. Between calls the caller may append bytes at `end`
+# and move the unread ones within `buf` (compaction): a reader keeps only counts relative to
+# `start`, never positions, and so it never rescans bytes it has already judged.
+#
+# A body reader's `read(buf, start, end)` returns `(a, b, consumed)`: the payload is `buf[a:b]`,
+# and everything before `consumed` is consumed. `a == b` means no payload is ready: the body is
+# complete if `done`, else more bytes are needed. `closed()`, asked of a body not yet `done`,
+# is what the server closing the connection now means: the error to raise, or None if the
+# close ends the body.
+
+# 1xx responses skipped before a final one: a few 103 Early Hints are normal, an endless stream
+# of them is a server holding the request forever.
+MAX_INTERIM_RESPONSES = 16
+
+
+class ResponseLimits(NamedTuple):
+    """How large the parts of a response may be."""
+
+    max_head_bytes: int = 64 * 1024
+    max_headers: int = 100  # header lines in a head; trailer lines
+    max_line_bytes: int = 8 * 1024  # a chunk-size or trailer line
+
+
+class ResponseReader:
+    """Reads one response from a buffer its caller owns, and answers "need more" (as h11's
+    `Connection.next_event` does) rather than waiting: the sequence that `_response.py` drives
+    with the connection's bytes, and the tests with any bytes they like.
+
+    `next_head` until it returns a final head: it returns interim (1xx) heads too, at most
+    `MAX_INTERIM_RESPONSES` of them, and refuses 101 (nobody asked to switch protocols). The
+    final head fixes `framing` and `body`, the body reader, which `read`s until `done`.
+    """
+
+    __slots__ = ("_interim", "_limits", "_method", "_searched", "body", "framing", "head")
+
+    def __init__(self, method: bytes, limits: ResponseLimits) -> None:
+        self._method = method
+        self._limits = limits
+        self._searched = 0  # bytes after start already searched for the end of a head
+        self._interim = 0  # interim heads read so far
+        self.head: ResponseHead | None = None  # the final head, once read
+        self.framing: ResponseFraming | None = None  # ... and how its body is framed
+        self.body: BodyReader | None = None
+
+    def next_head(self, buf: bytearray, start: int, end: int) -> tuple[ResponseHead | None, int]:
+        """The next head, interim or final, and where it ends; or `(None, start)`: need more."""
+        limits = self._limits
+        at = find_head_end(
+            buf, start, end, searched=self._searched, max_bytes=limits.max_head_bytes
+        )
+        if at < 0:
+            self._searched = end - start
+            return None, start
+        self._searched = 0
+        head = parse_head(bytes(buf[start : at - 4]), limits.max_headers)
+        if head.status >= 200:
+            self.head = head
+            self.framing = framing = response_framing(head, self._method)
+            self.body = body_reader(framing, limits)
+        elif head.status == 101:
+            raise HttpProtocolError("101 Switching Protocols, but no upgrade was asked for")
+        else:
+            self._interim += 1
+            if self._interim > MAX_INTERIM_RESPONSES:
+                raise HttpProtocolError(
+                    f"more than {MAX_INTERIM_RESPONSES} interim (1xx) responses"
+                )
+        return head, at
+
+    @staticmethod
+    def closed(unread: int) -> HttpError:
+        """The error when the server closes the connection before the final head is whole,
+        with `unread` bytes of it received."""
+        return HttpConnectionClosedError(
+            f"connection closed before the response head was complete ({unread} bytes of it"
+            " received)"
+        )
+
+
+def body_reader(framing: ResponseFraming, limits: ResponseLimits) -> BodyReader:
+    """The reader for a body framed as `framing` says (RFC 9112 6.3)."""
+    if framing.chunked:
+        return ChunkedDecoder(limits.max_line_bytes, limits.max_headers)
+    if framing.length is None:
+        return BodyUntilClose()
+    return SizedBody(framing.length)
+
+
+class SizedBody:
+    """A body of `content-length` bytes (or none: HEAD, 204, 304)."""
+
+    __slots__ = ("remaining",)
+    framing = False  # never waits for framing, only for payload
+    trailers: Headers = ()
+
+    def __init__(self, length: int) -> None:
+        self.remaining = length  # bytes of the body not yet read
+
+    @property
+    def done(self) -> bool:
+        return not self.remaining
+
+    def read(self, buf: bytearray, start: int, end: int) -> tuple[int, int, int]:
+        stop = start + min(self.remaining, end - start)
+        self.remaining -= stop - start
+        return start, stop, stop
+
+    def closed(self) -> HttpError | None:
+        return HttpConnectionClosedError(
+            f"connection closed with {self.remaining} bytes of the body unread"
+        )
+
+
+class BodyUntilClose:
+    """A body that the server ends by closing the connection (RFC 9112 6.3 rule 8)."""
+
+    __slots__ = ("done",)
+    framing = False
+    trailers: Headers = ()
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def read(self, buf: bytearray, start: int, end: int) -> tuple[int, int, int]:
+        return start, end, end
+
+    def closed(self) -> HttpError | None:
+        self.done = True
+        return None
+
+
+# States of a chunked body, in the order they come:
+#   _SIZE      a chunk-size line (with any extensions) up to its CRLF
+#   _DATA      the chunk's payload, `_remaining` bytes of it
+#   _DATA_END  the CRLF after the payload
+#   _TRAILER   trailer lines, after the last (zero-size) chunk, up to an empty line
+#   _DONE      the body is complete
 _SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
 
 
 class ChunkedDecoder:
-    """Decodes a chunked body (RFC 9112 7.1) from a buffer owned by the caller.
+    """Decodes a chunked body (RFC 9112 7.1): a body reader. Trailers end up in `trailers`.
 
-    `read(buf, start, end)` consumes from `buf[start:end]` and returns `(a, b, consumed)`: the
-    payload is `buf[a:b]` and everything before `consumed` is consumed (the framing after a
-    chunk's payload, if already there, goes with it). `a == b` means no payload is ready: the
-    body is complete if `done`, else more bytes are needed. Trailers end up in `trailers`.
+    Two fast paths, for the common case of size lines without extensions, matched in place in
+    the caller's buffer without copying a line: in `_SIZE`, `_plain_chunk_line`; and at the end
+    of a chunk's payload, `_following_chunk_line` takes the payload's CRLF and the next size line
+    in the same call, so that a body of many chunks costs one call per chunk, not three. Any
+    other line (extensions, an error to name, one split across reads) takes the general path:
+    find its CRLF, resuming where the last search stopped, and parse it whole.
     """
 
     __slots__ = (
@@ -520,3 +666,9 @@ class ChunkedDecoder:
             else:
                 self.trailers = tuple(_parse_fields(self._trailer_lines))
                 self._state = _DONE
+
+    def closed(self) -> HttpError:
+        return HttpConnectionClosedError("connection closed inside the chunked body")
+
+
+BodyReader = ChunkedDecoder | SizedBody | BodyUntilClose

@@ -16,30 +16,29 @@ import itertools
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ._connect import connect_first
 from ._connection import Connection
 from ._dns import DnsAnswers, DnsResolver, default_dns_resolver
 from ._exceptions import (
-    HttpConnectionClosedError,
     HttpError,
     HttpInvalidRequestError,
     HttpPoolClosedError,
-    HttpStaleConnectionError,
     HttpTlsError,
+    request_error,
     translated,
 )
 from ._http11 import (
-    ChunkedDecoder,
     Headers,
     Origin,
     RequestFraming,
+    ResponseLimits,
+    ResponseReader,
     Target,
     parse_url,
     request_head,
     request_target,
-    response_framing,
 )
 from ._response import HeadLimits, ResponseBody, await_continue, early_response, read_head
 from ._state import Addresses, PoolState
@@ -109,25 +108,68 @@ def _open_body(
     return aiter(chunks)
 
 
-class _AnsweredEarly(Exception):
-    """The server answered before the whole body was sent, and reads no more of it."""
+class Prepared(NamedTuple):
+    """A request checked and serialised, before any connection is used."""
+
+    method: bytes
+    target: Target
+    head: bytes
+    framing: RequestFraming
+    chunks: AsyncIterator[Chunk] | None  # the body, opened; None for no body
 
 
-async def _send(conn: Connection, chunk: Chunk, timeout: float, limits: HeadLimits) -> None:
+def _prepare(
+    method: bytes,
+    url: str,
+    params: Params,
+    headers: RequestHeaders,
+    body: BodyFactory,
+    body_args: tuple[Any, ...],
+    body_kwargs: Mapping[str, Any],
+) -> Prepared:
+    """Check and serialise a request: every `HttpInvalidRequestError` is raised here, before
+    DNS or a connection."""
+    target = parse_url(url)
+    head, framing = request_head(
+        method, request_target(target, params), target.host_header, headers
+    )
+    chunks = None
+    if body is not empty_body or framing.length or framing.chunked:
+        chunks = _open_body(body, body_args, body_kwargs)
+    return Prepared(method, target, head, framing, chunks)
+
+
+class Sent(NamedTuple):
+    """How sending a request ended, when the connection did not fail: the body sent, or a
+    final response that came first (the body withheld or cut short), or the caller's body
+    factory raising."""
+
+    whole: bool  # every byte of the request reached the transport
+    caller_error: Exception | None = None  # raised by the body factory: the caller's own
+
+
+BODY_SENT = Sent(whole=True)
+ANSWERED_EARLY = Sent(whole=False)
+NOT_SENT = Sent(whole=False)  # until sending ends
+
+
+async def _send(conn: Connection, chunk: Chunk, timeout: float, reader: ResponseReader) -> bool:
     """Write one chunk of the body and wait until the kernel has taken it, watching for a
-    response meanwhile (RFC 9112 9.5): a final one that closes the connection, or one followed
-    by a reset, means the server reads no more of the body (`_AnsweredEarly`). A final response
-    that keeps the connection open is read after the whole body, as the server expects."""
+    response meanwhile (RFC 9112 9.5): False if a final one that closes the connection came,
+    or one followed by a reset (the server reads no more of the body). A final response that
+    keeps the connection open is read after the whole body, as the server expects."""
     try:
         conn.write(chunk)
         while not await conn.drain(timeout):  # woken by response bytes
-            head = early_response(conn, limits)
-            if head is not None and not response_framing(head, b"GET").keep_alive:
-                raise _AnsweredEarly
+            if early_response(conn, reader) is not None:
+                assert reader.framing is not None
+                if not reader.framing.keep_alive:
+                    return False
     except ConnectionError:
-        if early_response(conn, limits) is not None:
-            raise _AnsweredEarly from None
+        if early_response(conn, reader) is not None:
+            return False
         raise
+    return True
 
 
 async def _send_body(
@@ -135,10 +177,11 @@ async def _send_body(
     chunks: AsyncIterator[Chunk],
     framing: RequestFraming,
     timeout: float,
-    limits: HeadLimits,
+    reader: ResponseReader,
     trace: Tracer | None,
-) -> Exception | None:
-    """Stream the body; an exception the caller's factory raises is returned, not translated."""
+) -> Sent:
+    """Stream the body. An exception the caller's factory raises is returned in the result,
+    for the caller to get back as it was, not translated."""
     remaining = framing.length
     sent = 0
     try:
@@ -148,7 +191,7 @@ async def _send_body(
             except StopAsyncIteration:
                 break
             except Exception as exc:
-                return exc
+                return Sent(whole=False, caller_error=exc)
             if isinstance(chunk, memoryview):
                 size = chunk.nbytes
             elif isinstance(chunk, (bytes, bytearray)):
@@ -167,7 +210,8 @@ async def _send_body(
                 raise HttpInvalidRequestError(
                     "request body given without content-length or transfer-encoding"
                 )
-            await _send(conn, chunk, timeout, limits)
+            if not await _send(conn, chunk, timeout, reader):
+                return ANSWERED_EARLY
             sent += size
         if remaining:
             raise HttpInvalidRequestError(
@@ -175,7 +219,7 @@ async def _send_body(
             )
         if trace is not None:
             trace.emit("request_body_sent", request_id=conn.request_id, size=sent)
-        return None
+        return BODY_SENT
     finally:
         await _close_body(chunks)
 
@@ -223,7 +267,8 @@ def Pool(
     `lowhaio.hookspecs`. May be called outside a running event loop.
     """
     tracer = Tracer(plugins)
-    head_limits = HeadLimits.of(head_timeout, max_head_bytes, max_headers)
+    head_limits = HeadLimits.of(head_timeout)
+    response_limits = ResponseLimits(max_head_bytes, max_headers, max_line_bytes)
     state = PoolState(
         max_connections,
         max_connections_per_host,
@@ -260,7 +305,9 @@ def Pool(
                 address = sock.getpeername()[0]
                 try:
                     transport, conn = await loop.create_connection(
-                        lambda: Connection(loop, origin, sock, address, read_buffer_bytes),
+                        lambda: Connection(
+                            loop, origin, sock, address, read_buffer_bytes, state.idle_event
+                        ),
                         sock=sock,
                         ssl=context,
                         server_hostname=origin.host if context else None,
@@ -299,8 +346,7 @@ def Pool(
             if state.closed:  # close() ran while this connection was being opened
                 state.discard(conn, "pool closed")
                 raise HttpPoolClosedError("the pool was closed")
-        conn.request_id = request_id
-        conn.requests += 1
+        state.assign(conn, request_id)
         if trace is not None:
             trace.emit(
                 event,
@@ -324,143 +370,112 @@ def Pool(
         request_id = next(request_ids)
         trace = tracer if tracer.active() else None
         try:
-            return await exchange(
-                request_id, trace, method, url, params, headers, body, body_args, body_kwargs
-            )
+            prepared = _prepare(method, url, params, headers, body, body_args, body_kwargs)
+            conn = await acquire(prepared.target, request_id, trace)
+            return await exchange(conn, prepared, request_id, trace)
         except BaseException as exc:
             if trace is not None:
                 trace.emit("request_failed", request_id=request_id, error=exc)
             raise
 
     async def exchange(
-        request_id: int,
-        trace: Tracer | None,
-        method: bytes,
-        url: str,
-        params: Params,
-        headers: RequestHeaders,
-        body: BodyFactory,
-        body_args: tuple[Any, ...],
-        body_kwargs: Mapping[str, Any],
+        conn: Connection, prepared: Prepared, request_id: int, trace: Tracer | None
     ) -> Response:
-        target = parse_url(url)
-        head, framing = request_head(
-            method, request_target(target, params), target.host_header, headers
-        )
-        chunks = None
-        if body is not empty_body or framing.length or framing.chunked:
-            chunks = _open_body(body, body_args, body_kwargs)
-        origin = target.origin
-        conn = await acquire(target, request_id, trace)
-        reused = conn.requests > 1
-        received = conn.received
-        sent = False
-        complete = False  # every byte of the request handed to the transport
-        caller_error = None
-        response = None
-        withheld = False  # the body was announced, but a final response came instead of 100
+        """Send the request on `conn` and read the response head; the connection goes to the
+        `ResponseBody`, or is closed if anything fails."""
+        reader = ResponseReader(prepared.method, response_limits)
+        reused, writes_before, received_before = conn.requests > 1, conn.writes, conn.received
+        sent = NOT_SENT
         try:
-            conn.write(head)
-            sent = True
-            if trace is not None:
-                trace.emit(
-                    "request_head_sent",
-                    request_id=request_id,
-                    method=method,
-                    scheme=origin.scheme,
-                    host=origin.host,
-                    port=origin.port,
-                    path=target.path_query.partition(b"?")[0],
-                )
-            if chunks is not None:
-                if framing.expect_continue:
-                    response = await await_continue(conn, continue_timeout, head_limits)
-                if response is None:
-                    try:
-                        caller_error = await _send_body(
-                            conn, chunks, framing, write_timeout, head_limits, trace
-                        )
-                    except _AnsweredEarly:
-                        withheld = True
-                else:
-                    withheld = framing.length != 0
-                    await _close_body(chunks)
-            complete = not withheld
-            if caller_error is None:
-                if response is None:
-                    response = await read_head(conn, read_timeout, head_limits)
-                response_frame = response_framing(response, method)
+            sent = await send_request(conn, prepared, reader, trace)
+            if sent.caller_error is None:
+                head = await read_head(conn, reader, read_timeout, head_limits)
         except BaseException as exc:
             state.discard(conn, "error")
             if not isinstance(exc, Exception):
                 raise
-            # A request is known not to be processed only if the server went away before it
-            # was complete; once it was, even a reused connection that closes without a word
-            # may have been closed after processing it (RFC 9112 9.3.1).
-            if (
-                reused
-                and not complete
-                and conn.received == received
-                and isinstance(exc, (ConnectionError, HttpConnectionClosedError))
-            ):
-                raise HttpStaleConnectionError(
-                    f"{origin}: the reused connection closed before the whole request was sent"
-                    " and before any response: the request was not processed"
-                ) from exc
-            if isinstance(exc, HttpError):
+            error = request_error(
+                exc,
+                str(prepared.target.origin),
+                sent=conn.writes > writes_before,
+                whole=sent.whole,
+                reused=reused,
+                answered=conn.received > received_before,
+            )
+            if error is exc:
                 raise
-            raise translated(exc, sent, str(origin)) from exc
-        if caller_error is not None:
+            raise error from exc
+        if sent.caller_error is not None:
             state.discard(conn, "error")
-            raise caller_error
-        assert response is not None
-
+            raise sent.caller_error
         if trace is not None:
             trace.emit(
                 "response_head_received",
                 request_id=request_id,
-                code=response.code,
-                headers=response.headers,
+                code=head.code,
+                headers=head.headers,
             )
+        return (
+            head.code,
+            head.headers,
+            response_body(conn, prepared, reader, sent, request_id, trace),
+        )
+
+    async def send_request(
+        conn: Connection, prepared: Prepared, reader: ResponseReader, trace: Tracer | None
+    ) -> Sent:
+        """Write the head, then the body, unless an `expect: 100-continue` is answered first."""
+        conn.write(prepared.head)
+        if trace is not None:
+            origin = prepared.target.origin
+            trace.emit(
+                "request_head_sent",
+                request_id=conn.request_id,
+                method=prepared.method,
+                scheme=origin.scheme,
+                host=origin.host,
+                port=origin.port,
+                path=prepared.target.path_query.partition(b"?")[0],
+            )
+        chunks, framing = prepared.chunks, prepared.framing
+        if chunks is None:
+            return BODY_SENT
+        if framing.expect_continue and await await_continue(
+            conn, reader, continue_timeout, head_limits
+        ):
+            await _close_body(chunks)
+            return Sent(whole=framing.length == 0)  # answered first: the body is withheld
+        return await _send_body(conn, chunks, framing, write_timeout, reader, trace)
+
+    def response_body(
+        conn: Connection,
+        prepared: Prepared,
+        reader: ResponseReader,
+        sent: Sent,
+        request_id: int,
+        trace: Tracer | None,
+    ) -> ResponseBody:
+        """The body of the response, reading from `conn`; with how long the connection may
+        idle after it, or None if it must be closed."""
+        framing = reader.framing
+        assert framing is not None
+        assert reader.body is not None
         keep_alive = None
         # A withheld body leaves the server unsure where the next request would start.
-        if response_frame.keep_alive and not framing.close and not withheld:
-            keep_alive = response_frame.keep_alive_timeout
+        if framing.keep_alive and not prepared.framing.close and sent.whole:
+            keep_alive = framing.keep_alive_timeout
             if keep_alive is None:
                 keep_alive = keep_alive_timeout
-        length = response_frame.length
-        decoder = None
-        if response_frame.chunked:
-            decoder = ChunkedDecoder(max_line_bytes, max_headers)
-        if length is not None and conn.end - conn.start >= length:
-            # The whole body arrived with the head: release the connection at once.
-            response_body = ResponseBody(
-                None,
-                state,
-                length,
-                None,
-                keep_alive,
-                read_timeout,
-                head_limits,
-                conn.take(length),
-                trace,
-                request_id,
-            )
-            response_body.finish(conn)
-        else:
-            response_body = ResponseBody(
-                conn,
-                state,
-                length,
-                decoder,
-                keep_alive,
-                read_timeout,
-                head_limits,
-                b"",
-                trace,
-                request_id,
-            )
-        return response.code, response.headers, response_body
+        return ResponseBody(
+            conn=conn,
+            body=reader.body,
+            state=state,
+            keep_alive=keep_alive,
+            timeout=read_timeout,
+            limits=head_limits,
+            trace=trace,
+            request_id=request_id,
+        )
 
     async def close() -> None:
         await state.close()

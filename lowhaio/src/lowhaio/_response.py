@@ -1,5 +1,6 @@
-"""Reading responses: heads (interim ones skipped, or awaited for `Expect: 100-continue`) and
-`ResponseBody`, which hands its connection back to the pool when read to its end."""
+"""Reading responses from a connection: the small loop around `_http11.ResponseReader` that
+waits for more bytes and keeps the deadlines, and `ResponseBody`, which hands its connection
+back to the pool when read to its end."""
 
 from __future__ import annotations
 
@@ -7,99 +8,106 @@ import contextlib
 from typing import TYPE_CHECKING, NamedTuple
 
 from ._connection import Connection
-from ._exceptions import (
-    HttpConnectionClosedError,
-    HttpDataTimeoutError,
-    HttpError,
-    HttpProtocolError,
-    translated,
-)
-from ._http11 import ChunkedDecoder, Headers, ResponseHead, find_head_end, parse_head
+from ._exceptions import HttpDataTimeoutError, HttpError, translated
+from ._http11 import BodyReader, Headers, ResponseHead, ResponseReader, SizedBody
 
 if TYPE_CHECKING:
     from ._state import PoolState
     from ._trace import Tracer
 
-# 1xx responses skipped before a final one: a few 103 Early Hints are normal, an endless stream
-# of them is a server holding the request forever.
-MAX_INTERIM_RESPONSES = 16
-
 
 class HeadLimits(NamedTuple):
-    """How large a response head may be, and how long it may take."""
+    """How long a response head, or the framing between chunks, may take as a whole."""
 
     head_timeout: float  # seconds for a whole head, however slowly it trickles in
-    max_bytes: int
-    max_headers: int
     late: str = ""  # the error's message when a head takes longer than head_timeout
     late_line: str = ""  # ... and when a chunk-size line or the trailers do
 
     @classmethod
-    def of(cls, head_timeout: float, max_bytes: int, max_headers: int) -> HeadLimits:
+    def of(cls, head_timeout: float) -> HeadLimits:
         late = f"the response head was not complete within {head_timeout} s"
         late_line = f"a chunk-size line or the trailers were not complete within {head_timeout} s"
-        return cls(head_timeout, max_bytes, max_headers, late, late_line)
+        return cls(head_timeout, late, late_line)
 
 
-async def _next_head(conn: Connection, timeout: float, limits: HeadLimits) -> ResponseHead:
+async def _next_head(
+    conn: Connection, reader: ResponseReader, timeout: float, limits: HeadLimits
+) -> ResponseHead:
     """Read one response head, interim or final: each read within `timeout` seconds of the
     last, the whole within `limits.head_timeout` (a server sending a byte at a time is
     bounded too)."""
     deadline = conn.loop.time() + limits.head_timeout
-    searched = 0
-    while (at := find_head_end(conn.buf, conn.start, conn.end, searched, limits.max_bytes)) < 0:
+    while True:
+        head, consumed = reader.next_head(conn.buf, conn.start, conn.end)
+        if head is not None:
+            conn.consume(consumed)
+            return head
         if conn.eof:
-            raise HttpConnectionClosedError(
-                "connection closed before the response head was complete"
-                f" ({conn.end - conn.start} bytes of it received)"
-            ) from conn.lost_error
-        searched = conn.end - conn.start
+            raise reader.closed(conn.end - conn.start) from conn.lost_error
         remaining = max(deadline - conn.loop.time(), 0.0)
         await conn.read_more(min(timeout, remaining), limits.late if remaining < timeout else None)
-    head = parse_head(bytes(conn.view[conn.start : at - 4]), limits.max_headers)
-    conn.consume(at)
-    if head.status == 101:
-        raise HttpProtocolError("101 Switching Protocols, but no upgrade was asked for")
+
+
+async def read_head(
+    conn: Connection, reader: ResponseReader, timeout: float, limits: HeadLimits
+) -> ResponseHead:
+    """The final response head (interim 1xx ones skipped, RFC 9110 15.2), or the one that
+    `early_response` already read."""
+    head = reader.head
+    while head is None:
+        head = await _next_head(conn, reader, timeout, limits)
+        if head.status < 200:
+            head = None
     return head
 
 
-async def read_head(conn: Connection, timeout: float, limits: HeadLimits) -> ResponseHead:
-    """Read the final response head, skipping interim 1xx responses (RFC 9110 15.2)."""
-    for _ in range(MAX_INTERIM_RESPONSES + 1):
-        head = await _next_head(conn, timeout, limits)
-        if head.status >= 200:
-            return head
-    raise HttpProtocolError(f"more than {MAX_INTERIM_RESPONSES} interim (1xx) responses")
-
-
 async def await_continue(
-    conn: Connection, timeout: float, limits: HeadLimits
-) -> ResponseHead | None:
-    """After a head with `Expect: 100-continue`, wait up to `timeout` for 100 (Continue): None
-    means send the body now; a final response that came first is returned instead, and the
-    body is not sent (RFC 9110 10.1.1)."""
-    for _ in range(MAX_INTERIM_RESPONSES + 1):
+    conn: Connection, reader: ResponseReader, timeout: float, limits: HeadLimits
+) -> bool:
+    """After a head with `Expect: 100-continue`, wait up to `timeout` for 100 (Continue): False
+    means send the body now; True, that a final response came first, and the body is not sent
+    (RFC 9110 10.1.1)."""
+    while True:
         try:
-            head = await _next_head(conn, timeout, limits)
+            head = await _next_head(conn, reader, timeout, limits)
         except HttpDataTimeoutError:
-            return None  # the server may not know 100-continue: send anyway
+            return False  # the server may not know 100-continue: send anyway
         if head.status == 100:
-            return None
+            return False
         if head.status >= 200:
-            return head
-    raise HttpProtocolError(f"more than {MAX_INTERIM_RESPONSES} interim (1xx) responses")
+            return True
 
 
-def early_response(conn: Connection, limits: HeadLimits) -> ResponseHead | None:
-    """While the request body is still being sent: a complete final response head already
-    buffered, or None. Interim (1xx) heads before it are consumed; the final one is not, so
-    that `read_head` reads it again."""
-    while (at := find_head_end(conn.buf, conn.start, conn.end, 0, limits.max_bytes)) >= 0:
-        head = parse_head(bytes(conn.view[conn.start : at - 4]), limits.max_headers)
-        if head.status >= 200 or head.status == 101:
-            return head
-        conn.consume(at)
-    return None
+def early_response(conn: Connection, reader: ResponseReader) -> ResponseHead | None:
+    """While the request body is still being sent: the final response head, if it has come
+    (interim heads before it are read and skipped), or None. `read_head` then returns it."""
+    while reader.head is None:
+        head, consumed = reader.next_head(conn.buf, conn.start, conn.end)
+        if head is None:
+            break
+        conn.consume(consumed)
+    return reader.head
+
+
+def _take_payload(conn: Connection, body: BodyReader) -> bytes:
+    """All the payload already buffered, joined: one copy and one iteration per read rather
+    than per chunk (servers often send chunks of a few KiB)."""
+    buf, view, end = conn.buf, conn.view, conn.end
+    a, b, consumed = body.read(buf, conn.start, end)
+    if a == b:
+        conn.consume(consumed)
+        return b""
+    c, d, consumed = body.read(buf, consumed, end)
+    if c == d:  # one span, as a sized body always is: one copy, no join
+        chunk = bytes(view[a:b])
+    else:
+        pieces = [view[a:b]]
+        while c != d:
+            pieces.append(view[c:d])
+            c, d, consumed = body.read(buf, consumed, end)
+        chunk = b"".join(pieces)
+    conn.consume(consumed)
+    return chunk
 
 
 class ResponseBody:
@@ -113,13 +121,12 @@ class ResponseBody:
     """
 
     __slots__ = (
+        "_body",
         "_chunk",
         "_conn",
-        "_decoder",
         "_keep_alive",
         "_limits",
         "_line_deadline",
-        "_remaining",
         "_request_id",
         "_size",
         "_state",
@@ -129,52 +136,51 @@ class ResponseBody:
 
     def __init__(
         self,
-        conn: Connection | None,
+        *,
+        conn: Connection,
+        body: BodyReader,
         state: PoolState,
-        length: int | None,
-        decoder: ChunkedDecoder | None,
         keep_alive: float | None,
         timeout: float,
         limits: HeadLimits,
-        chunk: bytes,
         trace: Tracer | None,
         request_id: int,
     ) -> None:
-        self._conn = conn
+        self._conn: Connection | None = conn  # None once the body is read or abandoned
+        self._body = body
         self._state = state
-        self._remaining = length  # of a content-length body; None if chunked or until close
-        self._decoder = decoder
         self._keep_alive = keep_alive  # seconds the connection may idle after; None: close it
         self._timeout = timeout
         self._limits = limits
         self._line_deadline: float | None = None  # while waiting on framing, not payload
-        self._chunk = chunk  # the whole body, when it was already read with the head
         self._trace = trace
         self._request_id = request_id
-        self._size = len(chunk)
+        self._chunk = b""  # payload read ahead, handed out first
+        self._size = 0
+        if isinstance(body, SizedBody) and conn.end - conn.start >= body.remaining:
+            # The whole body came with its head (small responses do): read it now, and the
+            # connection goes back to the pool at once.
+            self._chunk = _take_payload(conn, body)
+            self._size = len(self._chunk)
+            self._finish(conn)
 
     @property
     def trailers(self) -> Headers:
-        return () if self._decoder is None else self._decoder.trailers
+        return self._body.trailers
 
     def __aiter__(self) -> ResponseBody:
         return self
 
     async def __anext__(self) -> bytes:
-        conn = self._conn
-        if conn is None:
-            chunk = self._chunk
-            if not chunk:
-                raise StopAsyncIteration
+        chunk = self._chunk
+        if chunk:
             self._chunk = b""
             return chunk
+        conn = self._conn
+        if conn is None:
+            raise StopAsyncIteration
         try:
-            if self._decoder is not None:
-                chunk = await self._next_chunked(conn, self._decoder)
-            elif self._remaining is not None:
-                chunk = await self._next_sized(conn, self._remaining)
-            else:
-                chunk = await self._next_until_close(conn)
+            chunk = await self._next(conn, self._body)
         except BaseException as exc:
             self._abandon("error")
             if self._trace is not None:
@@ -186,43 +192,26 @@ class ResponseBody:
             raise StopAsyncIteration
         return chunk
 
-    async def _next_sized(self, conn: Connection, remaining: int) -> bytes:
-        while conn.start == conn.end:
-            if conn.eof:
-                raise HttpConnectionClosedError(
-                    f"connection closed with {remaining} bytes of the body unread"
-                ) from conn.lost_error
-            await conn.read_more(self._timeout)
-        chunk = conn.take(remaining)
-        self._remaining = remaining = remaining - len(chunk)
-        self._size += len(chunk)
-        if not remaining:
-            self.finish(conn)
-        return chunk
-
-    async def _next_chunked(self, conn: Connection, decoder: ChunkedDecoder) -> bytes:
+    async def _next(self, conn: Connection, body: BodyReader) -> bytes:
+        """The next payload, waiting for it if none is buffered; b"" at the end."""
         while True:
-            # All the payload already buffered, joined: one copy and one iteration per read
-            # rather than per chunk (servers often send chunks of a few KiB).
-            pieces = []
-            start, end, consumed = decoder.read(conn.buf, conn.start, conn.end)
-            while start != end:
-                pieces.append(conn.view[start:end])
-                self._size += end - start
-                start, end, consumed = decoder.read(conn.buf, consumed, conn.end)
-            conn.consume(consumed)
-            if decoder.done:
-                self.finish(conn)
-            if pieces:
+            chunk = _take_payload(conn, body)
+            self._size += len(chunk)
+            if body.done:
+                self._finish(conn)
+                return chunk
+            if chunk:
                 self._line_deadline = None
-                return b"".join(pieces)
-            if decoder.done:
-                return b""
+                return chunk
             if conn.eof:
-                raise HttpConnectionClosedError(
-                    "connection closed inside the chunked body"
-                ) from conn.lost_error
-            if not decoder.framing:
+                error = body.closed()
+                if error is not None:
+                    raise error from conn.lost_error
+                if conn.lost_error is not None:
+                    raise conn.lost_error  # a reset, not a close: the body may be cut short
+                self._finish(conn)
+                return b""
+            if not body.framing:
                 await conn.read_more(self._timeout)
                 continue
             # A size line or trailers trickled a byte at a time: bounded as a whole.
@@ -233,18 +222,7 @@ class ResponseBody:
             late = self._limits.late_line if remaining < self._timeout else None
             await conn.read_more(min(self._timeout, remaining), late)
 
-    async def _next_until_close(self, conn: Connection) -> bytes:
-        while conn.start == conn.end:
-            if conn.eof:
-                if conn.lost_error is not None:
-                    raise conn.lost_error  # a reset, not a close: the body may be cut short
-                self.finish(conn)
-                return b""
-            await conn.read_more(self._timeout)
-        self._size += conn.end - conn.start
-        return conn.take(conn.end - conn.start)
-
-    def finish(self, conn: Connection) -> None:
+    def _finish(self, conn: Connection) -> None:
         """Hand `conn` back to the pool: the whole body has been read from it."""
         self._conn = None
         if self._trace is not None:

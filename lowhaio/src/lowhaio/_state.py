@@ -6,6 +6,10 @@ and no free slot wait in one FIFO queue; whatever becomes free (an idle connecti
 goes to the oldest waiter that can use it. An idle connection is reused only while it is
 unexpired, its address is still in the host's current DNS answer, and a zero-timeout poll of
 its socket, at every reuse, shows that the server has not closed it.
+
+A connection's `phase` is moved on here only: OPENING while it connects (not yet known here);
+ACTIVE from `opened`, or from `take_idle`, while a request uses it; IDLE from `release`, in
+`idle`; CLOSED from `_forget`, which every close goes through.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from ._connection import Connection
+from ._connection import Connection, Phase
 from ._exceptions import HttpPoolClosedError, HttpPoolTimeoutError
 from ._http11 import Origin
 from ._trace import Tracer
@@ -51,6 +55,14 @@ class PoolState:
         self.sweep: asyncio.TimerHandle | None = None  # closes idle connections as they expire
         self.closed = False
 
+    def __repr__(self) -> str:
+        idle = sum(map(len, self.idle.values()))
+        return (
+            f"<PoolState {self.total} connections ({self.total - len(self.connections)} opening,"
+            f" {len(self.connections) - idle} active, {idle} idle), {len(self.waiters)} waiting"
+            f"{', closed' if self.closed else ''}>"
+        )
+
     # Acquiring ---------------------------------------------------------------------------------
 
     def take_idle(self, origin: Origin, addresses: Addresses) -> Connection | None:
@@ -61,7 +73,7 @@ class PoolState:
             conn = idle.pop()
             if not idle:
                 del self.idle[origin]
-            conn.on_idle_event = None
+            conn.phase = Phase.ACTIVE
             if conn.expires_at <= conn.loop.time():
                 self._forget(conn, "expired")
             elif addresses is not None and conn.address not in addresses:
@@ -133,6 +145,12 @@ class PoolState:
     def opened(self, conn: Connection) -> None:
         self.loop = conn.loop
         self.connections.add(conn)
+        conn.phase = Phase.ACTIVE
+
+    def assign(self, conn: Connection, request_id: int) -> None:
+        """Give an active connection, new or reused, to the request `request_id`."""
+        conn.request_id = request_id
+        conn.requests += 1
 
     def unreserve(self, origin: Origin) -> None:
         """Uncount a connection that failed to open."""
@@ -150,9 +168,9 @@ class PoolState:
         if self.max_requests is not None and conn.requests >= self.max_requests:
             self.discard(conn, "max requests")
             return
-        conn.request_id = None  # idle: no request uses it
+        conn.phase = Phase.IDLE
+        conn.request_id = None  # no request uses it
         conn.expires_at = conn.loop.time() + min(keep_alive_timeout, self.keep_alive_timeout)
-        conn.on_idle_event = self._idle_event
         self.idle.setdefault(conn.origin, []).append(conn)
         if self.sweep is None or conn.expires_at < self.sweep.when():
             if self.sweep is not None:
@@ -166,7 +184,7 @@ class PoolState:
         if self._forget(conn, reason) and self.waiters:
             self.grant()
 
-    def _idle_event(self, conn: Connection) -> None:
+    def idle_event(self, conn: Connection) -> None:
         # Bytes or EOF on an idle connection: it cannot frame another response.
         self.discard(conn, "server closed")
 
@@ -176,12 +194,12 @@ class PoolState:
         if conn not in self.connections:
             return False
         self.connections.remove(conn)
-        if conn.on_idle_event is not None:
-            conn.on_idle_event = None
+        if conn.phase is Phase.IDLE:
             idle = self.idle[conn.origin]
             idle.remove(conn)
             if not idle:
                 del self.idle[conn.origin]
+        conn.phase = Phase.CLOSED
         self._uncount(conn.origin)
         if self.tracer.active():
             origin = conn.origin
