@@ -6,6 +6,8 @@
   `handler(reader, writer)` writes exactly the bytes a test wants; it records every accepted
   connection, so tests can see whether the client reused one.
 - `server_ssl_context()` / `client_ssl_context()` use the test-only certificates in `certs/`.
+- `Recorder()` is a plugin for `Pool(plugins=...)` that records every trace hook call, its
+  methods generated from `lowhaio.hookspecs`: a new or changed hook needs no edit here.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ import inspect
 import os
 import pathlib
 import ssl
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from lowhaio import hookimpl, hookspecs
 
 if TYPE_CHECKING:
     from lowhaio import Request
@@ -181,3 +186,81 @@ def client_ssl_context() -> ssl.SSLContext:
     context = lowhaio.default_ssl_context()
     context.load_verify_locations(CERTS / "ca.pem")
     return context
+
+
+# Recording the trace hooks ---------------------------------------------------------------------
+
+Event = tuple[str, dict[str, Any]]  # a hook's name without "lowhaio_", and its arguments
+
+
+def _hook_method(name: str, spec: Callable[..., object], owner: str) -> Callable[..., None]:
+    """`def lowhaio_<event>(self, <the spec's arguments>)` that records the call, marked with
+    `hookimpl`. pluggy passes an implementation the arguments its parameters name, so they are
+    written out in generated source, as dataclasses generates `__init__`."""
+    argnames = list(inspect.signature(spec).parameters)
+    fields = ", ".join(f"{argname}={argname}" for argname in argnames)
+    event = name.removeprefix("lowhaio_")
+    source = f"def {name}(self, {', '.join(argnames)}):\n    self.record({event!r}, {fields})\n"
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)
+    method: Callable[..., None] = namespace[name]
+    method.__qualname__ = f"{owner}.{name}"
+    method.__doc__ = spec.__doc__
+    return hookimpl(method)
+
+
+def _implementing_every_hook(cls: type[Recorder]) -> type[Recorder]:
+    """Gives `cls` a recording method for each function of `lowhaio.hookspecs` that `hookspec`
+    marked (found as pluggy finds them: by the attribute the marker sets)."""
+    mark = f"{hookspecs.hookspec.project_name}_spec"
+    for name, spec in vars(hookspecs).items():
+        if name.startswith("lowhaio_") and hasattr(spec, mark):
+            setattr(cls, name, _hook_method(name, spec, cls.__qualname__))
+    return cls
+
+
+@_implementing_every_hook
+class Recorder:
+    """A plugin implementing every hook in `lowhaio.hookspecs`: `events` lists each call, in
+    order, as (hook name without "lowhaio_", {argument name: value}). A subclass may override
+    `record` to do more with each call.
+
+    `keep_errors=False` records an exception argument as its repr: an exception's traceback
+    holds the frames it went through (a retry wrapper's holds the final response), which a test
+    of when something is freed must not keep alive."""
+
+    def __init__(self, keep_errors: bool = True) -> None:
+        self.events: list[Event] = []
+        self.keep_errors = keep_errors
+        self._counts: Counter[str] = Counter()
+        self._recorded: dict[str, asyncio.Event] = {}  # by the names that wait() waits for
+
+    def record(self, name: str, **fields: Any) -> None:
+        if not self.keep_errors:
+            fields = {k: repr(v) if isinstance(v, BaseException) else v for k, v in fields.items()}
+        self.events.append((name, fields))
+        self._counts[name] += 1
+        if name in self._recorded:
+            self._recorded[name].set()
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.events]
+
+    def count(self, name: str) -> int:
+        return self._counts[name]
+
+    def select(self, *names: str, **match: Any) -> list[Event]:
+        """The events named one of `names` (any, if none) whose arguments include `match`
+        (`request_id=3`, say), in order."""
+        return [
+            (name, fields)
+            for name, fields in self.events
+            if (not names or name in names)
+            and all(key in fields and fields[key] == value for key, value in match.items())
+        ]
+
+    async def wait(self, name: str, timeout: float = 2.0) -> None:
+        """Return once an event `name` is recorded (at once if one was already)."""
+        if not self.count(name):
+            async with asyncio.timeout(timeout):
+                await self._recorded.setdefault(name, asyncio.Event()).wait()

@@ -24,11 +24,10 @@ from typing import Any
 import aiodnsresolver
 import pytest
 from aiodnsresolver import TYPES
-from conftest import Server, get, pool, read_request, serve
+from conftest import Recorder, Server, get, pool, read_request, serve
 from dnsserver import AAAA, NXDOMAIN, A, DnsServer, dns_server
 
 import lowhaio
-from lowhaio import hookimpl
 
 HOST = "host.test"
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
@@ -52,40 +51,21 @@ def dns_stays_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
 # Helpers ---------------------------------------------------------------------------------------
 
 
-class Recorder:
-    """A plugin that records the pool's DNS answers and connection events."""
+def resolved(recorder: Recorder) -> list[tuple[str, ...]]:
+    """The addresses of each DNS answer the pool got."""
+    return [fields["addresses"] for _, fields in recorder.select("dns_resolved")]
 
-    def __init__(self) -> None:
-        self.resolved: list[tuple[str, ...]] = []
-        self.events: list[tuple[str, str] | tuple[str, str, str]] = []
 
-    @hookimpl
-    def lowhaio_dns_resolved(self, request_id: int, host: str, addresses: tuple[str, ...]) -> None:
-        self.resolved.append(addresses)
-
-    @hookimpl
-    def lowhaio_connection_opened(
-        self, request_id: int, scheme: str, host: str, port: int, address: str
-    ) -> None:
-        self.events.append(("opened", address))
-
-    @hookimpl
-    def lowhaio_connection_reused(
-        self, request_id: int, scheme: str, host: str, port: int, address: str
-    ) -> None:
-        self.events.append(("reused", address))
-
-    @hookimpl
-    def lowhaio_connection_closed(
-        self,
-        request_id: int | None,
-        scheme: str,
-        host: str,
-        port: int,
-        address: str,
-        reason: str,
-    ) -> None:
-        self.events.append(("closed", address, reason))
+def connections(recorder: Recorder) -> list[tuple[str, ...]]:
+    """("opened" or "reused", address) and ("closed", address, reason) of each connection
+    event."""
+    return [
+        (name.removeprefix("connection_"), fields["address"])
+        + ((fields["reason"],) if name == "connection_closed" else ())
+        for name, fields in recorder.select(
+            "connection_opened", "connection_reused", "connection_closed"
+        )
+    ]
 
 
 def scripted(dns: DnsServer, tries: int = 2, timeout: float = 0.2) -> lowhaio.Nameservers:
@@ -195,8 +175,8 @@ async def test_a_name_is_resolved_and_its_connection_reused() -> None:
             assert dns.queries == [(HOST, AAAA), (HOST, A)]
             assert await get(request, url) == b"ok"
         assert server.connections == 1
-        assert recorder.resolved == [("127.0.0.1",)] * 2
-        assert recorder.events == [
+        assert resolved(recorder) == [("127.0.0.1",)] * 2
+        assert connections(recorder) == [
             ("opened", "127.0.0.1"),
             ("reused", "127.0.0.1"),
             ("closed", "127.0.0.1", "pool closed"),
@@ -240,13 +220,13 @@ async def test_an_idle_connection_is_reused_only_while_its_address_is_in_the_ans
             await get(request, url)
             await get(request, url)
 
-        assert recorder.resolved == [
+        assert resolved(recorder) == [
             ("127.0.0.1", "127.0.0.2"),
             ("127.0.0.2", "127.0.0.1"),
             ("127.0.0.2",),
             ("127.0.0.2",),
         ]
-        assert recorder.events[:5] == [
+        assert connections(recorder)[:5] == [
             ("opened", "127.0.0.1"),
             ("reused", "127.0.0.1"),
             ("closed", "127.0.0.1", "dns changed"),
@@ -274,7 +254,7 @@ async def test_a_changed_answer_takes_effect_when_its_ttl_expires() -> None:
             await asyncio.sleep(1.1)
             await get(request, url)
             assert (first.connections, second.connections) == (1, 1)
-            assert recorder.events == [
+            assert connections(recorder) == [
                 ("opened", "127.0.0.1"),
                 ("reused", "127.0.0.1"),
                 ("closed", "127.0.0.1", "dns changed"),
@@ -295,8 +275,8 @@ async def test_an_ipv6_only_name_and_an_ipv6_literal() -> None:
             assert await get(request, f"http://{HOST}:{server.port}/") == b"ok"
             assert await get(request, f"http://[::1]:{server.port}/") == b"ok"
         assert dns.queries == [(HOST, AAAA), (HOST, A)]  # none for the literal
-        assert recorder.resolved == [("::1",)]
-        assert recorder.events[:2] == [("opened", "::1"), ("opened", "::1")]  # two origins
+        assert resolved(recorder) == [("::1",)]
+        assert connections(recorder)[:2] == [("opened", "::1"), ("opened", "::1")]  # two origins
 
 
 # Several addresses: Happy Eyeballs -------------------------------------------------------------
@@ -322,7 +302,7 @@ async def test_a_failing_address_moves_on_to_the_next_at_once(
             assert await get(request, f"http://{HOST}:{server.port}/") == b"ok"
             elapsed = now() - started
         assert elapsed < 0.15  # no Happy Eyeballs stagger (0.25 s) was waited for
-        assert recorder.events[0] == ("opened", "127.0.0.1")
+        assert connections(recorder)[0] == ("opened", "127.0.0.1")
         assert server.connections == 1
 
 
@@ -339,7 +319,7 @@ async def test_a_blackholed_address_is_passed_after_the_stagger_not_the_connect_
                 assert await get(request, url) == b"ok"
                 elapsed = now() - started
         assert 0.2 < elapsed < 1.0
-        assert recorder.events[0] == ("opened", "127.0.0.1")
+        assert connections(recorder)[0] == ("opened", "127.0.0.1")
 
 
 async def test_a_blackholed_address_times_out_after_the_connect_timeout() -> None:
@@ -507,7 +487,7 @@ async def test_the_default_resolver_answers_localhost_from_etc_hosts_only() -> N
         recorder = Recorder()
         async with pool(plugins=(recorder,)) as request, asyncio.timeout(2):
             assert await get(request, f"http://localhost:{server.port}/") == b"ok"
-        assert recorder.resolved == [("127.0.0.1",)]
+        assert resolved(recorder) == [("127.0.0.1",)]
 
 
 async def test_the_default_resolver_asks_dns_for_names_not_in_etc_hosts(

@@ -1,5 +1,6 @@
-"""Trace hooks and the debug log, seen by a plugin author: a recording plugin lists every hook
-call, in order, with its keyword arguments, and tests compare whole lists.
+"""Trace hooks and the debug log, seen by a plugin author: a recording plugin (conftest's
+`Recorder`) lists every hook call, in order, with its keyword arguments, and tests compare
+whole lists.
 
 Scripted servers on 127.0.0.1 provoke each event: fresh and reused connections, request and
 response bodies, trailers, failures, and each reason a connection is closed. Also: misspelt hooks
@@ -20,13 +21,11 @@ from unittest import mock
 import pluggy
 import pytest
 from aiodnsresolver import TYPES
-from conftest import Handler, get, read_request, respond_with, serve
+from conftest import Event, Handler, Recorder, get, read_request, respond_with, serve
 from conftest import pool as pool_with
 
 import lowhaio
 from lowhaio import Headers, buffered, hookimpl, streamed
-
-Event = tuple[str, dict[str, Any]]
 
 # The documented request_id of a connection closed while idle is None (see
 # test_connection_closed_while_idle_has_no_request_id); elsewhere it is not what is tested.
@@ -39,105 +38,12 @@ def ok(body: bytes = b"ok", *headers: bytes) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
-class Recorder:
-    """A plugin implementing every hook: appends (hook name without prefix, kwargs)."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.closed = asyncio.Event()  # set at the first connection_closed
-
-    def record(self, name: str, **fields: Any) -> None:
-        self.events.append((name, fields))
-        if name == "connection_closed":
-            self.closed.set()
-
-    async def wait_closed(self) -> None:
-        async with asyncio.timeout(2):
-            await self.closed.wait()
-
-    def closes(self) -> list[tuple[int | None, str]]:
-        """(request_id, reason) of each connection_closed so far."""
-        return [
-            (fields["request_id"], fields["reason"])
-            for name, fields in self.events
-            if name == "connection_closed"
-        ]
-
-    @hookimpl
-    def lowhaio_dns_resolved(self, request_id: int, host: str, addresses: tuple[str, ...]) -> None:
-        self.record("dns_resolved", request_id=request_id, host=host, addresses=addresses)
-
-    @hookimpl
-    def lowhaio_connection_opened(
-        self, request_id: int, scheme: str, host: str, port: int, address: str
-    ) -> None:
-        self.record(
-            "connection_opened",
-            request_id=request_id,
-            scheme=scheme,
-            host=host,
-            port=port,
-            address=address,
-        )
-
-    @hookimpl
-    def lowhaio_connection_reused(
-        self, request_id: int, scheme: str, host: str, port: int, address: str
-    ) -> None:
-        self.record(
-            "connection_reused",
-            request_id=request_id,
-            scheme=scheme,
-            host=host,
-            port=port,
-            address=address,
-        )
-
-    @hookimpl
-    def lowhaio_connection_closed(
-        self, request_id: int | None, scheme: str, host: str, port: int, address: str, reason: str
-    ) -> None:
-        self.record(
-            "connection_closed",
-            request_id=request_id,
-            scheme=scheme,
-            host=host,
-            port=port,
-            address=address,
-            reason=reason,
-        )
-
-    @hookimpl
-    def lowhaio_request_head_sent(
-        self, request_id: int, method: bytes, scheme: str, host: str, port: int, path: bytes
-    ) -> None:
-        self.record(
-            "request_head_sent",
-            request_id=request_id,
-            method=method,
-            scheme=scheme,
-            host=host,
-            port=port,
-            path=path,
-        )
-
-    @hookimpl
-    def lowhaio_request_body_sent(self, request_id: int, size: int) -> None:
-        self.record("request_body_sent", request_id=request_id, size=size)
-
-    @hookimpl
-    def lowhaio_response_head_received(
-        self, request_id: int, code: bytes, headers: Headers
-    ) -> None:
-        self.record("response_head_received", request_id=request_id, code=code, headers=headers)
-
-    @hookimpl
-    def lowhaio_response_body_received(self, request_id: int, size: int, trailers: Headers) -> None:
-        self.record("response_body_received", request_id=request_id, size=size, trailers=trailers)
-
-    @hookimpl
-    def lowhaio_request_failed(self, request_id: int, error: BaseException) -> None:
-        self.record("request_failed", request_id=request_id, error=error)
+def closes(recorder: Recorder) -> list[tuple[int | None, str]]:
+    """(request_id, reason) of each connection_closed so far."""
+    return [
+        (fields["request_id"], fields["reason"])
+        for _, fields in recorder.select("connection_closed")
+    ]
 
 
 class Raiser(Recorder):
@@ -288,7 +194,7 @@ async def test_chunked_body_with_trailers() -> None:
     recorder = Recorder()
     async with serve(handler) as server, pool(recorder) as request:
         _, headers, body = await request(b"GET", server.url())
-        assert [name for name, _ in recorder.events] == [
+        assert recorder.names() == [
             "connection_opened",
             "request_head_sent",
             "response_head_received",
@@ -314,7 +220,7 @@ async def test_body_that_came_with_the_head_is_received_once(content: bytes) -> 
         ]
         assert await buffered(body) == content
         assert await buffered(body) == b""
-    assert [name for name, _ in recorder.events].count("response_body_received") == 1
+    assert recorder.names().count("response_body_received") == 1
 
 
 async def test_body_read_in_pieces_is_received_once_with_its_whole_size() -> None:
@@ -329,7 +235,7 @@ async def test_body_read_in_pieces_is_received_once_with_its_whole_size() -> Non
     recorder = Recorder()
     async with serve(handler) as server, pool(recorder) as request:
         assert await get(request, server.url()) == b"helloworld"
-    received = [fields for name, fields in recorder.events if name == "response_body_received"]
+    received = [fields for _, fields in recorder.select("response_body_received")]
     assert received == [{"request_id": 1, "size": 10, "trailers": ()}]
 
 
@@ -409,7 +315,7 @@ async def test_closed_not_reusable() -> None:
     response = ok(b"ok", b"connection: close")
     async with serve(respond_with(response)) as server, pool(recorder) as request:
         await get(request, server.url())
-        assert recorder.closes() == [(1, "not reusable")]
+        assert closes(recorder) == [(1, "not reusable")]
 
 
 async def test_closed_body_abandoned() -> None:
@@ -417,10 +323,10 @@ async def test_closed_body_abandoned() -> None:
     recorder = Recorder()
     async with serve(respond_with(response)) as server, pool(recorder) as request:
         _, _, body = await request(b"GET", server.url())
-        assert recorder.closes() == []
+        assert closes(recorder) == []
         await body.aclose()
-        assert recorder.closes() == [(1, "body abandoned")]
-    assert "response_body_received" not in [name for name, _ in recorder.events]
+        assert closes(recorder) == [(1, "body abandoned")]
+    assert "response_body_received" not in recorder.names()
 
 
 async def test_closed_expired() -> None:
@@ -431,7 +337,7 @@ async def test_closed_expired() -> None:
     ):
         await get(request, server.url())
         await asyncio.sleep(0.2)
-        assert recorder.closes() == [(IDLE_ID, "expired")]
+        assert closes(recorder) == [(IDLE_ID, "expired")]
 
 
 async def test_closed_by_the_server_while_idle() -> None:
@@ -440,8 +346,8 @@ async def test_closed_by_the_server_while_idle() -> None:
     async with serve(gated(ok(), gate)) as server, pool(recorder) as request:
         await get(request, server.url())
         gate.set()
-        await recorder.wait_closed()
-        assert recorder.closes() == [(IDLE_ID, "server closed")]
+        await recorder.wait("connection_closed")
+        assert closes(recorder) == [(IDLE_ID, "server closed")]
 
 
 async def test_closed_after_max_requests() -> None:
@@ -451,9 +357,9 @@ async def test_closed_after_max_requests() -> None:
         pool(recorder, max_requests_per_connection=1) as request,
     ):
         await get(request, server.url())
-        assert recorder.closes() == [(1, "max requests")]
+        assert closes(recorder) == [(1, "max requests")]
         await get(request, server.url())
-        assert recorder.closes() == [(1, "max requests"), (2, "max requests")]
+        assert closes(recorder) == [(1, "max requests"), (2, "max requests")]
     assert server.connections == 2
 
 
@@ -510,10 +416,10 @@ async def test_connection_closed_while_idle_has_no_request_id(reason: str) -> No
                 gate.set()
             elif reason == "pool closed":
                 await close()
-            await recorder.wait_closed()
+            await recorder.wait("connection_closed")
     finally:
         await close()
-    assert recorder.closes() == [(None, reason)]
+    assert closes(recorder) == [(None, reason)]
 
 
 # Plugins ---------------------------------------------------------------------------------------
@@ -568,7 +474,7 @@ async def test_every_plugin_is_called() -> None:
     async with serve(respond_with(ok())) as server, pool(first, second) as request:
         await get(request, server.url())
     assert first.events == second.events
-    assert [name for name, _ in first.events] == [
+    assert first.names() == [
         "connection_opened",
         "request_head_sent",
         "response_head_received",
@@ -584,7 +490,7 @@ async def test_raising_plugin_is_logged_and_ignored(caplog: pytest.LogCaptureFix
         assert await get(request, server.url()) == b"ok"
         with pytest.raises(lowhaio.HttpConnectionClosedError) as caught:
             await request(b"GET", server.url())
-    names = [name for name, _ in raiser.events]
+    names = raiser.names()
     assert names == [
         "connection_opened",
         "request_head_sent",

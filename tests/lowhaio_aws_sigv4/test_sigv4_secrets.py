@@ -15,15 +15,14 @@ import logging
 import traceback
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import unquote
 
 import pytest
-from conftest import Server, read_request, serve
+from conftest import Recorder, Server, read_request, serve
 from sigv4_fakes import authorization_parts
 
 import lowhaio
-from lowhaio import Headers, hookimpl, streamed
+from lowhaio import streamed
 from lowhaio_aws_sigv4 import (
     Credentials,
     Payload,
@@ -60,68 +59,14 @@ def leaked(text: str, *more: str) -> list[str]:
 # What is observed ---------------------------------------------------------------------------
 
 
-class Everything:
-    """A plugin implementing every lowhaio hook: records each call's arguments."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def names(self) -> list[str]:
-        return [name for name, _ in self.calls]
-
-    def text(self) -> str:
-        parts = [repr(self.calls)]
-        for _, arguments in self.calls:
-            for value in arguments.values():
-                if isinstance(value, BaseException):
-                    parts.append(exception_text(value))
-        return "\n".join(parts)
-
-    @hookimpl
-    def lowhaio_dns_resolved(self, request_id: int, host: str, addresses: tuple[str, ...]) -> None:
-        self.calls.append(("dns_resolved", {"host": host, "addresses": addresses}))
-
-    @hookimpl
-    def lowhaio_connection_opened(
-        self, request_id: int, scheme: str, host: str, port: int, address: str
-    ) -> None:
-        self.calls.append(("connection_opened", {"scheme": scheme, "host": host, "port": port}))
-
-    @hookimpl
-    def lowhaio_connection_reused(
-        self, request_id: int, scheme: str, host: str, port: int, address: str
-    ) -> None:
-        self.calls.append(("connection_reused", {"scheme": scheme, "host": host, "port": port}))
-
-    @hookimpl
-    def lowhaio_connection_closed(
-        self, request_id: int | None, scheme: str, host: str, port: int, address: str, reason: str
-    ) -> None:
-        self.calls.append(("connection_closed", {"host": host, "port": port, "reason": reason}))
-
-    @hookimpl
-    def lowhaio_request_head_sent(
-        self, request_id: int, method: bytes, scheme: str, host: str, port: int, path: bytes
-    ) -> None:
-        self.calls.append(("request_head_sent", {"method": method, "host": host, "path": path}))
-
-    @hookimpl
-    def lowhaio_request_body_sent(self, request_id: int, size: int) -> None:
-        self.calls.append(("request_body_sent", {"size": size}))
-
-    @hookimpl
-    def lowhaio_response_head_received(
-        self, request_id: int, code: bytes, headers: Headers
-    ) -> None:
-        self.calls.append(("response_head_received", {"code": code, "headers": headers}))
-
-    @hookimpl
-    def lowhaio_response_body_received(self, request_id: int, size: int, trailers: Headers) -> None:
-        self.calls.append(("response_body_received", {"size": size, "trailers": trailers}))
-
-    @hookimpl
-    def lowhaio_request_failed(self, request_id: int, error: BaseException) -> None:
-        self.calls.append(("request_failed", {"error": error}))
+def hook_text(plugin: Recorder) -> str:
+    """Every hook call's arguments, and every exception among them as `exception_text` shows it."""
+    parts = [repr(plugin.events)]
+    for _, arguments in plugin.events:
+        for value in arguments.values():
+            if isinstance(value, BaseException):
+                parts.append(exception_text(value))
+    return "\n".join(parts)
 
 
 def exception_text(exc: BaseException) -> str:
@@ -182,10 +127,10 @@ class Wire:
 @contextlib.asynccontextmanager
 async def setup(
     caplog: pytest.LogCaptureFixture, close: bool = False
-) -> AsyncIterator[tuple[Wire, Server, Everything, lowhaio.Request]]:
+) -> AsyncIterator[tuple[Wire, Server, Recorder, lowhaio.Request]]:
     caplog.set_level(logging.DEBUG)  # the root logger: every logger's records
     wire = Wire(close)
-    plugin = Everything()
+    plugin = Recorder()
     async with serve(wire) as server:
         request, close_pool = lowhaio.Pool(plugins=(plugin,))
         try:
@@ -223,7 +168,7 @@ async def test_a_signed_request_shows_no_secret_in_logs_or_hooks(
     (authorization,) = wire.header(b"authorization")
     signature = authorization_parts(authorization.decode())["Signature"]
     assert leaked(log_text(caplog), TOKEN, signature) == []
-    assert leaked(plugin.text(), TOKEN, signature) == []
+    assert leaked(hook_text(plugin), TOKEN, signature) == []
 
 
 @pytest.mark.parametrize("payload", MODES)
@@ -255,7 +200,7 @@ async def test_a_signed_request_that_fails_shows_no_secret(
     signature = authorization_parts(authorization.decode())["Signature"]
     assert leaked(exception_text(raised.value), TOKEN, signature) == []
     assert leaked(log_text(caplog), TOKEN, signature) == []
-    assert leaked(plugin.text(), TOKEN, signature) == []
+    assert leaked(hook_text(plugin), TOKEN, signature) == []
 
 
 async def test_a_session_token_the_core_refuses_shows_no_secret_in_logs_or_hooks(
@@ -267,7 +212,7 @@ async def test_a_session_token_the_core_refuses_shows_no_secret_in_logs_or_hooks
             await s3(request, "signed", bad_token)(b"GET", server.url("/bucket/key"))
     assert wire.requests == []
     assert "request_failed" in plugin.names()
-    for text in (exception_text(raised.value), log_text(caplog), plugin.text()):
+    for text in (exception_text(raised.value), log_text(caplog), hook_text(plugin)):
         assert leaked(text, "PRIVATE-TOKEN", "x-injected") == []
 
 
@@ -303,7 +248,7 @@ async def test_a_presigned_url_shows_no_secret_and_its_query_is_not_logged(
     assert_lowhaio_logged(caplog)
     hidden = (TOKEN, url.partition("?")[2], query["X-Amz-Signature"])
     assert leaked(log_text(caplog), *hidden) == []
-    assert leaked(plugin.text(), *hidden) == []
+    assert leaked(hook_text(plugin), *hidden) == []
 
 
 async def test_a_presigned_url_that_fails_shows_no_signature_or_token(
@@ -316,7 +261,7 @@ async def test_a_presigned_url_that_fails_shows_no_signature_or_token(
     assert "request_failed" in plugin.names()
     query = query_of(url)
     hidden = (TOKEN, url.partition("?")[2], query["X-Amz-Signature"])
-    for text in (exception_text(raised.value), log_text(caplog), plugin.text()):
+    for text in (exception_text(raised.value), log_text(caplog), hook_text(plugin)):
         assert leaked(text, *hidden) == []
 
 

@@ -11,44 +11,26 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from conftest import server_ssl_context
+from conftest import Recorder, server_ssl_context
 from redirect_site import HANG, Site, client, fetch, head, redirect, serve_site
 
-from lowhaio import (
-    HttpInvalidRequestError,
-    HttpProtocolError,
-    Pool,
-    hookimpl,
-)
+from lowhaio import HttpInvalidRequestError, HttpProtocolError, Pool
 from lowhaio_redirect import HttpRedirectRefused, HttpTooManyRedirects, redirectable
 
 
-class Connections:
-    """A plugin that records the connection events: (event, request_id, port, reason)."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, int | None, int, str]] = []
-
-    @hookimpl
-    def lowhaio_connection_opened(
-        self, request_id: int, scheme: str, host: str, port: int, address: str
-    ) -> None:
-        self.events.append(("opened", request_id, port, ""))
-
-    @hookimpl
-    def lowhaio_connection_reused(
-        self, request_id: int, scheme: str, host: str, port: int, address: str
-    ) -> None:
-        self.events.append(("reused", request_id, port, ""))
-
-    @hookimpl
-    def lowhaio_connection_closed(
-        self, request_id: int | None, scheme: str, host: str, port: int, address: str, reason: str
-    ) -> None:
-        self.events.append(("closed", request_id, port, reason))
-
-    def count(self, event: str) -> int:
-        return sum(1 for name, *_ in self.events if name == event)
+def connections(plugin: Recorder) -> list[tuple[str, int | None, int, str]]:
+    """The connection events: (event, request_id, port, reason, or "" when opened or reused)."""
+    return [
+        (
+            name.removeprefix("connection_"),
+            fields["request_id"],
+            fields["port"],
+            fields.get("reason", ""),
+        )
+        for name, fields in plugin.select(
+            "connection_opened", "connection_reused", "connection_closed"
+        )
+    ]
 
 
 class Factory:
@@ -339,24 +321,24 @@ async def test_a_location_with_a_control_byte_from_the_server_is_not_followed(
 
 
 async def test_a_chain_on_one_origin_reuses_one_connection_until_the_pool_closes() -> None:
-    plugin = Connections()
+    plugin = Recorder()
     async with serve_site() as site, client(plugin) as request:
         for i in range(3):
             site.route(b"/%d" % i, redirect(302, f"/{i + 1}", body=b"moved"))
         assert await fetch(request, b"GET", site.url("/0")) == (b"200", b"/3")
         port = site.server.port
-        assert plugin.events == [
+        assert connections(plugin) == [
             ("opened", 1, port, ""),
             ("reused", 2, port, ""),
             ("reused", 3, port, ""),
             ("reused", 4, port, ""),
         ]
-    assert plugin.events[-1] == ("closed", None, port, "pool closed")
+    assert connections(plugin)[-1] == ("closed", None, port, "pool closed")
     assert site.connections == 1
 
 
 async def test_a_redirect_body_over_the_discard_limit_has_its_connection_closed() -> None:
-    plugin = Connections()
+    plugin = Recorder()
     async with serve_site() as site, client(plugin, discard_limit=10) as request:
         # 100 of the 1000 bytes announced: the rest would never come.
         site.route(
@@ -367,33 +349,33 @@ async def test_a_redirect_body_over_the_discard_limit_has_its_connection_closed(
         async with asyncio.timeout(1):
             await site.client_closed.wait()  # the server sees the first connection go
         port = site.server.port
-        assert plugin.events == [
+        assert connections(plugin) == [
             ("opened", 1, port, ""),
             ("closed", 1, port, "body abandoned"),
             ("opened", 2, port, ""),
         ]
-    assert plugin.count("opened") == plugin.count("closed") == 2
+    assert plugin.count("connection_opened") == plugin.count("connection_closed") == 2
 
 
 async def test_a_redirect_that_says_connection_close_is_closed_not_reused() -> None:
-    plugin = Connections()
+    plugin = Recorder()
     async with serve_site() as site, client(plugin) as request:
         site.route(b"/a", redirect(302, "/b", (b"connection", b"close"), body=b"moved"))
         assert await fetch(request, b"GET", site.url("/a")) == (b"200", b"/b")
         async with asyncio.timeout(1):
             await site.client_closed.wait()
         port = site.server.port
-        assert plugin.events[:3] == [
+        assert connections(plugin)[:3] == [
             ("opened", 1, port, ""),
             ("closed", 1, port, "not reusable"),
             ("opened", 2, port, ""),
         ]
-    assert plugin.count("opened") == plugin.count("closed") == 2
+    assert plugin.count("connection_opened") == plugin.count("connection_closed") == 2
     assert site.connections == 2
 
 
 async def test_a_refused_redirect_with_a_large_body_closes_its_connection() -> None:
-    plugin = Connections()
+    plugin = Recorder()
     async with serve_site() as site, client(plugin, discard_limit=10) as request:
         # 100 of the 1000 bytes announced, as in the test above.
         site.route(
@@ -403,7 +385,7 @@ async def test_a_refused_redirect_with_a_large_body_closes_its_connection() -> N
         )
         with pytest.raises(HttpRedirectRefused):
             await request(b"GET", site.url("/a"))
-        assert plugin.events == [
+        assert connections(plugin) == [
             ("opened", 1, site.server.port, ""),
             ("closed", 1, site.server.port, "body abandoned"),
         ]
@@ -412,7 +394,7 @@ async def test_a_refused_redirect_with_a_large_body_closes_its_connection() -> N
 
 
 async def test_cancelling_during_a_hop_closes_that_hops_connection() -> None:
-    plugin = Connections()
+    plugin = Recorder()
     async with serve_site() as a, serve_site() as b, client(plugin) as request:
         a.route(b"/a", redirect(302, b.url("/b")))
         b.route(b"/b", HANG)
@@ -424,12 +406,12 @@ async def test_cancelling_during_a_hop_closes_that_hops_connection() -> None:
             await task
         async with asyncio.timeout(1):
             await b.client_closed.wait()  # not left open until the pool closes
-        assert plugin.events == [
+        assert connections(plugin) == [
             ("opened", 1, a.server.port, ""),
             ("opened", 2, b.server.port, ""),
             ("closed", 2, b.server.port, "error"),
         ]
-    assert plugin.events[-1] == ("closed", None, a.server.port, "pool closed")
+    assert connections(plugin)[-1] == ("closed", None, a.server.port, "pool closed")
 
 
 async def test_a_307_whose_body_factory_cannot_replay_is_the_callers_error() -> None:

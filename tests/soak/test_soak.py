@@ -30,12 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import new_event_loop
+from conftest import Recorder, new_event_loop
 from soak_server import MAX_SIZE, Fault, get_body, plan, post_body, trailer
 
 import lowhaio
 import lowhaio_retry
-from lowhaio import hookimpl
 
 REQUESTS = 20_000
 TASKS = 64
@@ -128,71 +127,58 @@ class Outcome:
     trailers: lowhaio.Headers = ()
 
 
-class Connections:
-    """A plugin that counts connections, notes which requests took a reused one, and keeps
-    each request's events (to tell what a connection closed while in use was doing)."""
+class Connections(Recorder):
+    """Every hook call, in conftest's Recorder, with errors as their repr (kept, an error's
+    traceback would keep a retry's frame alive, and the response it returns); and the number of
+    the request that each request id served, to tell which requests took a reused connection.
+    The counts and the connections close() found in use are read from the events."""
 
     def __init__(self) -> None:
-        self.opened = 0
-        self.closed = 0
-        self.most_open = 0
-        self.reasons: Counter[str] = Counter()
-        self.closed_in_use: list[int] = []  # request ids of connections that close() closed
-        self.reused: set[int] = set()  # request numbers
+        super().__init__(keep_errors=False)
         self.numbers: dict[int, int] = {}  # request number by request id
-        self.history: dict[int, list[str]] = {}  # events by request id
 
-    def event(self, request_id: int, name: str) -> None:
-        self.history.setdefault(request_id, []).append(name)
+    def record(self, name: str, **fields: Any) -> None:
+        super().record(name, **fields)
+        if name in ("connection_opened", "connection_reused"):
+            self.numbers[fields["request_id"]] = current.get()
 
-    @hookimpl
-    def lowhaio_connection_opened(self, request_id: int) -> None:
-        self.opened += 1
-        self.most_open = max(self.most_open, self.opened - self.closed)
-        self.numbers[request_id] = current.get()
-        self.event(request_id, "opened")
+    @property
+    def opened(self) -> int:
+        return self.count("connection_opened")
 
-    @hookimpl
-    def lowhaio_connection_reused(self, request_id: int) -> None:
-        self.reused.add(current.get())
-        self.numbers[request_id] = current.get()
-        self.event(request_id, "reused")
+    @property
+    def closed(self) -> int:
+        return self.count("connection_closed")
 
-    @hookimpl
-    def lowhaio_connection_closed(self, request_id: int | None, reason: str) -> None:
-        self.closed += 1
-        self.reasons[reason] += 1
-        if request_id is not None:
-            self.event(request_id, f"closed: {reason}")
-            if reason == "pool closed":
-                self.closed_in_use.append(request_id)
+    @property
+    def most_open(self) -> int:
+        """The most connections open at once."""
+        most = now = 0
+        for name in self.names():
+            if name == "connection_opened":
+                now += 1
+                most = max(most, now)
+            elif name == "connection_closed":
+                now -= 1
+        return most
 
-    @hookimpl
-    def lowhaio_request_head_sent(self, request_id: int) -> None:
-        self.event(request_id, "head sent")
+    @property
+    def reasons(self) -> Counter[str]:
+        return Counter(fields["reason"] for _, fields in self.select("connection_closed"))
 
-    @hookimpl
-    def lowhaio_request_body_sent(self, request_id: int) -> None:
-        self.event(request_id, "body sent")
-
-    @hookimpl
-    def lowhaio_response_head_received(self, request_id: int) -> None:
-        self.event(request_id, "head received")
-
-    @hookimpl
-    def lowhaio_response_body_received(self, request_id: int) -> None:
-        self.event(request_id, "body received")
-
-    @hookimpl
-    def lowhaio_request_failed(self, request_id: int, error: BaseException) -> None:
-        self.event(request_id, f"failed: {error!r}")
+    def reused(self) -> set[int]:
+        """The numbers of the requests that took a reused connection."""
+        return {
+            self.numbers[fields["request_id"]] for _, fields in self.select("connection_reused")
+        }
 
     def in_use(self, seed: int) -> list[str]:
         """What each connection that close() found in use was used for."""
         return [
             f"request id {request_id}: {call(seed, self.numbers[request_id])}:"
-            f" {self.history[request_id]}"
-            for request_id in self.closed_in_use
+            f" {self.select(request_id=request_id)}"
+            for _, fields in self.select("connection_closed", reason="pool closed")
+            if (request_id := fields["request_id"]) is not None
         ]
 
 
@@ -483,6 +469,7 @@ def check(run: Run) -> tuple[list[str], Counter[str]]:
     problems = list(run.problems)
     counts: Counter[str] = Counter()
     conns = run.connections
+    reused_numbers = conns.reused()
     for n in range(REQUESTS):
         c = call(run.seed, n)
         outcome = run.outcomes.get(n)
@@ -509,7 +496,7 @@ def check(run: Run) -> tuple[list[str], Counter[str]]:
             problems.append(f"{c}: {error!r}, from a server that never sends bad HTTP")
         if c.retry or c.action in ("timeout", "cancel"):
             continue  # which attempt met which fault, or where it was cancelled, is unknown
-        reused = n in conns.reused
+        reused = n in reused_numbers
         if not attempts:
             # Sent on a connection that the server closed after its previous answer: stale if
             # the client saw that before the whole request was sent, else it cannot tell.
