@@ -26,7 +26,7 @@ import pytest
 from conftest import get, new_event_loop, pool, read_request, serve
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lowhaio._http11 import Headers, ResponseLimits, ResponseReader
+from lowhaio._http11 import Headers, ResponseLimits, ResponseReader, body_reader
 
 import lowhaio
 
@@ -102,9 +102,8 @@ def parse(
         conn.feed(waiting.pop())
         return True
 
-    reader = ResponseReader(
-        method, ResponseLimits(limits.max_head, limits.max_headers, limits.max_line)
-    )
+    reader_limits = ResponseLimits(limits.max_head, limits.max_headers, limits.max_line)
+    reader = ResponseReader(method, reader_limits)
     try:
         head = None
         while head is None or head.status < 200:  # as _response.read_head
@@ -114,8 +113,8 @@ def parse(
                 conn.consume(consumed)
             elif not more():
                 return Outcome("incomplete")  # a close now: HttpConnectionClosedError
-        body = reader.body
-        assert body is not None
+        assert reader.framing is not None
+        body = body_reader(reader.framing, reader_limits)
         payload = bytearray()
         while not body.done:  # as _response.ResponseBody._next
             start, end, consumed = body.read(conn.buf, conn.start, conn.end)

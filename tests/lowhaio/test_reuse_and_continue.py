@@ -354,3 +354,25 @@ async def test_an_interim_answer_while_sending_does_not_stop_the_upload() -> Non
         assert len(chunks) == 32
         assert b"".join(received) == MIB * 32
         await close()
+
+
+@pytest.mark.parametrize("after_continue", [0, 8])
+async def test_interim_responses_are_counted_across_the_request(after_continue: int) -> None:
+    # The 16 interim responses allowed before the final one are counted wherever they come:
+    # while waiting for 100 Continue, and unasked while the body is sent or after it.
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 102 Processing\r\n\r\n" * after_continue)
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        await reader.readexactly(len(MIB))
+        writer.write(b"HTTP/1.1 103 Early Hints\r\n\r\n" * (16 - after_continue))
+        await reader.read()
+
+    chunks: list[int] = []
+    async with serve(handler) as server:
+        request, close = Pool(continue_timeout=5)
+        headers = (*UPLOAD, (b"expect", b"100-continue"))
+        with pytest.raises(lowhaio.HttpProtocolError, match="more than 16 interim"):
+            await request(b"PUT", server.url(), headers=headers, body=upload(chunks))
+        assert chunks  # the body was being sent
+        await close()

@@ -2,7 +2,9 @@
 
 Strategy (after h11's `_readers.py`): the connection owns one buffer and feeds it here. Each
 reader answers either with a result or with "need more data", and never looks again at bytes
-it has already judged, so work stays linear however the bytes are split. Everything a server
+it has already judged, so work stays linear however the bytes are split. `ResponseReader` is
+the whole sequence of reading a response (heads, interim ones, framing, the body), over the
+buffer contract stated under "Reading a response" below. Everything a server
 sends is checked strictly against RFC 9112; the few tolerances are named where they are made.
 
 The request side validates what the caller gives before a byte is sent: a URL, a method or a
@@ -456,10 +458,10 @@ class ResponseReader:
 
     `next_head` until it returns a final head: it returns interim (1xx) heads too, at most
     `MAX_INTERIM_RESPONSES` of them, and refuses 101 (nobody asked to switch protocols). The
-    final head fixes `framing` and `body`, the body reader, which `read`s until `done`.
+    final head fixes `framing`; `body_reader(framing, limits)` then reads the body.
     """
 
-    __slots__ = ("_interim", "_limits", "_method", "_searched", "body", "framing", "head")
+    __slots__ = ("_interim", "_limits", "_method", "_searched", "framing", "head")
 
     def __init__(self, method: bytes, limits: ResponseLimits) -> None:
         self._method = method
@@ -468,7 +470,6 @@ class ResponseReader:
         self._interim = 0  # interim heads read so far
         self.head: ResponseHead | None = None  # the final head, once read
         self.framing: ResponseFraming | None = None  # ... and how its body is framed
-        self.body: BodyReader | None = None
 
     def next_head(self, buf: bytearray, start: int, end: int) -> tuple[ResponseHead | None, int]:
         """The next head, interim or final, and where it ends; or `(None, start)`: need more."""
@@ -483,8 +484,7 @@ class ResponseReader:
         head = parse_head(bytes(buf[start : at - 4]), limits.max_headers)
         if head.status >= 200:
             self.head = head
-            self.framing = framing = response_framing(head, self._method)
-            self.body = body_reader(framing, limits)
+            self.framing = response_framing(head, self._method)
         elif head.status == 101:
             raise HttpProtocolError("101 Switching Protocols, but no upgrade was asked for")
         else:

@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from ._connection import Connection
 from ._exceptions import HttpDataTimeoutError, HttpError, translated
-from ._http11 import BodyReader, Headers, ResponseHead, ResponseReader, SizedBody
+from ._http11 import (
+    BodyReader,
+    Headers,
+    ResponseFraming,
+    ResponseHead,
+    ResponseLimits,
+    ResponseReader,
+    SizedBody,
+    body_reader,
+)
 
 if TYPE_CHECKING:
     from ._state import PoolState
@@ -38,10 +47,11 @@ async def _next_head(
     bounded too)."""
     deadline = conn.loop.time() + limits.head_timeout
     while True:
-        head, consumed = reader.next_head(conn.buf, conn.start, conn.end)
-        if head is not None:
-            conn.consume(consumed)
-            return head
+        if conn.end != conn.start:  # nothing buffered is the usual case of the first pass
+            head, consumed = reader.next_head(conn.buf, conn.start, conn.end)
+            if head is not None:
+                conn.consume(consumed)
+                return head
         if conn.eof:
             raise reader.closed(conn.end - conn.start) from conn.lost_error
         remaining = max(deadline - conn.loop.time(), 0.0)
@@ -110,6 +120,9 @@ def _take_payload(conn: Connection, body: BodyReader) -> bytes:
     return chunk
 
 
+_WHOLE = SizedBody(0)  # the body reader of a body read whole with its head
+
+
 class ResponseBody:
     """The response body, an async iterator of `bytes`.
 
@@ -138,31 +151,38 @@ class ResponseBody:
         self,
         *,
         conn: Connection,
-        body: BodyReader,
+        framing: ResponseFraming,
+        limits: ResponseLimits,
         state: PoolState,
         keep_alive: float | None,
         timeout: float,
-        limits: HeadLimits,
+        head_limits: HeadLimits,
         trace: Tracer | None,
         request_id: int,
     ) -> None:
-        self._conn: Connection | None = conn  # None once the body is read or abandoned
-        self._body = body
         self._state = state
         self._keep_alive = keep_alive  # seconds the connection may idle after; None: close it
         self._timeout = timeout
-        self._limits = limits
+        self._limits = head_limits
         self._line_deadline: float | None = None  # while waiting on framing, not payload
         self._trace = trace
         self._request_id = request_id
-        self._chunk = b""  # payload read ahead, handed out first
-        self._size = 0
-        if isinstance(body, SizedBody) and conn.end - conn.start >= body.remaining:
-            # The whole body came with its head (small responses do): read it now, and the
-            # connection goes back to the pool at once.
-            self._chunk = _take_payload(conn, body)
-            self._size = len(self._chunk)
+        length = framing.length
+        start = conn.start
+        if length is not None and conn.end - start >= length:
+            # The whole body came with its head (small responses do): taken now, and the
+            # connection goes back to the pool at once. The hot path of small requests: no
+            # body reader is made (`_WHOLE` stands for it), and one copy is all it costs.
+            self._chunk = bytes(conn.view[start : start + length])
+            conn.consume(start + length)
+            self._size = length
+            self._body: BodyReader = _WHOLE
             self._finish(conn)
+            return
+        self._conn: Connection | None = conn  # None once the body is read or abandoned
+        self._body = body_reader(framing, limits)
+        self._chunk = b""
+        self._size = 0
 
     @property
     def trailers(self) -> Headers:

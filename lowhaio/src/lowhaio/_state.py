@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from ._connection import Connection, Phase
+from ._connection import ACTIVE, CLOSED, IDLE, Connection
 from ._exceptions import HttpPoolClosedError, HttpPoolTimeoutError
 from ._http11 import Origin
 from ._trace import Tracer
@@ -73,7 +73,7 @@ class PoolState:
             conn = idle.pop()
             if not idle:
                 del self.idle[origin]
-            conn.phase = Phase.ACTIVE
+            conn.phase = ACTIVE
             if conn.expires_at <= conn.loop.time():
                 self._forget(conn, "expired")
             elif addresses is not None and conn.address not in addresses:
@@ -145,7 +145,7 @@ class PoolState:
     def opened(self, conn: Connection) -> None:
         self.loop = conn.loop
         self.connections.add(conn)
-        conn.phase = Phase.ACTIVE
+        conn.phase = ACTIVE
 
     def assign(self, conn: Connection, request_id: int) -> None:
         """Give an active connection, new or reused, to the request `request_id`."""
@@ -168,7 +168,7 @@ class PoolState:
         if self.max_requests is not None and conn.requests >= self.max_requests:
             self.discard(conn, "max requests")
             return
-        conn.phase = Phase.IDLE
+        conn.phase = IDLE
         conn.request_id = None  # no request uses it
         conn.expires_at = conn.loop.time() + min(keep_alive_timeout, self.keep_alive_timeout)
         self.idle.setdefault(conn.origin, []).append(conn)
@@ -194,12 +194,12 @@ class PoolState:
         if conn not in self.connections:
             return False
         self.connections.remove(conn)
-        if conn.phase is Phase.IDLE:
+        if conn.phase is IDLE:
             idle = self.idle[conn.origin]
             idle.remove(conn)
             if not idle:
                 del self.idle[conn.origin]
-        conn.phase = Phase.CLOSED
+        conn.phase = CLOSED
         self._uncount(conn.origin)
         if self.tracer.active():
             origin = conn.origin
