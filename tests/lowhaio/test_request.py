@@ -1053,3 +1053,13 @@ async def test_chunked_payload_that_keeps_coming_slowly_is_not_bounded_by_head_t
         _, _, body = await request(b"GET", server.url())
         assert await buffered(body) == b"x" * 8
         await close()
+
+
+async def test_a_body_says_which_url_it_answers() -> None:
+    async with serve(respond_with(OK, OK)) as server:
+        request, close = Pool()
+        for url in (server.url("/a?b=c"), server.url("/d#e")):
+            _, _, body = await request(b"GET", url)
+            assert (body.url, body.history) == (url, ())  # as given; no redirect followed
+            assert await buffered(body) == b"ok"
+        await close()

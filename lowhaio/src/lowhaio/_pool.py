@@ -112,17 +112,19 @@ class Prepared:
     """A request checked and serialised, before any connection is used. (A class with slots,
     not a NamedTuple, whose construction costs half as much again on every request.)"""
 
-    __slots__ = ("chunks", "framing", "head", "method", "target")
+    __slots__ = ("chunks", "framing", "head", "method", "target", "url")
 
     def __init__(
         self,
         method: bytes,
+        url: str,
         target: Target,
         head: bytes,
         framing: RequestFraming,
         chunks: AsyncIterator[Chunk] | None,
     ) -> None:
         self.method = method
+        self.url = url
         self.target = target
         self.head = head
         self.framing = framing
@@ -147,7 +149,7 @@ def _prepare(
     chunks = None
     if body is not empty_body or framing.length or framing.chunked:
         chunks = _open_body(body, body_args, body_kwargs)
-    return Prepared(method, target, head, framing, chunks)
+    return Prepared(method, url, target, head, framing, chunks)
 
 
 class Sent(NamedTuple):
@@ -485,6 +487,7 @@ def Pool(
             if keep_alive is None:
                 keep_alive = keep_alive_timeout
         return ResponseBody(
+            url=prepared.url,
             conn=conn,
             framing=framing,
             limits=response_limits,

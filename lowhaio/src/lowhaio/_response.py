@@ -128,7 +128,9 @@ class ResponseBody:
 
     Read to its end, it returns its connection to the pool; abandoned (`aclose()`, a `break`,
     cancellation, garbage collection), it closes the connection. After a chunked body,
-    `trailers` holds the trailer fields as `(lowercased name, value)` pairs. Framing between
+    `trailers` holds the trailer fields as `(lowercased name, value)` pairs. `url` is the URL
+    the response answers, and `history` the redirects followed to reach it (see
+    `lowhaio_redirect`). Framing between
     chunks (size lines, trailers) that trickles in without payload is bounded as a whole by
     `head_timeout`, as a head is.
     """
@@ -145,11 +147,14 @@ class ResponseBody:
         "_state",
         "_timeout",
         "_trace",
+        "history",
+        "url",
     )
 
     def __init__(
         self,
         *,
+        url: str,
         conn: Connection,
         framing: ResponseFraming,
         limits: ResponseLimits,
@@ -160,6 +165,10 @@ class ResponseBody:
         trace: Tracer | None,
         request_id: int,
     ) -> None:
+        self.url = url  # the URL this response answers
+        # The redirects followed to reach it, oldest first, as (status code, URL that answered
+        # with it): set by a wrapper that follows redirects, empty otherwise.
+        self.history: tuple[tuple[bytes, str], ...] = ()
         self._state = state
         self._keep_alive = keep_alive  # seconds the connection may idle after; None: close it
         self._timeout = timeout
