@@ -243,19 +243,14 @@ HEADERS = [
         OK,
     ),
     case("content-length-ows", b"HTTP/1.1 200 OK\r\ncontent-length: \t2 \r\n\r\nok", OK),
-    case(
-        "bare-lf-everywhere",
-        b"HTTP/1.1 200 OK\ncontent-length: 2\n\nok",
-        Err(Proto, match="bare LF"),
-    ),
-    case("bare-lf-after-status-line", b"HTTP/1.1 200 OK\n" + CL2, STATUS),
-    case("bare-lf-after-a-field", field(b"x: a\ny: b"), FIELD),
-    case(
-        "bare-lf-ending-the-head",
-        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\nok",
-        Err(Proto, match="bare LF"),
-    ),
+    # RFC 9112 2.2: a lone LF ends a line, as old embedded servers send; a bare CR ends none.
+    case("bare-lf-everywhere", b"HTTP/1.1 200 OK\ncontent-length: 2\n\nok", OK),
+    case("bare-lf-after-status-line", b"HTTP/1.1 200 OK\n" + CL2, OK),
+    case("bare-lf-after-a-field", field(b"x: a\ny: b"), with_headers((b"x", b"a"), (b"y", b"b"))),
+    case("bare-lf-ending-the-head", b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\nok", OK),
     case("cr-cr-lf", field(b"x: a\r"), FIELD),
+    case("bare-cr-between-fields", field(b"x: a\ry: b"), FIELD),
+    case("bare-cr-after-status-line", b"HTTP/1.1 200 OK\r" + CL2, STATUS),
 ]
 
 
@@ -427,7 +422,6 @@ def sized(size_line: bytes, data: bytes = b"abc") -> bytes:
 ABC = Ok(b"abc")
 SIZE = Err(Proto, "body", match="chunk-size line is invalid")
 NO_CRLF = Err(Proto, "body", match="not followed by CRLF")
-BARE_LF = Err(Proto, "body", match="bare LF")
 
 CHUNKED = [
     case("size-16-hex-digits", sized(b"0000000000000003"), ABC),
@@ -485,12 +479,15 @@ CHUNKED = [
     ),
     case("data-missing-crlf", chunked(b"3\r\nabc0\r\n\r\n"), NO_CRLF),
     case("data-longer-than-size", chunked(b"3\r\nabcd\r\n0\r\n\r\n"), NO_CRLF),
-    case("data-lone-lf", chunked(b"3\r\nabc\n0\r\n\r\n"), NO_CRLF),
+    case("data-lone-lf", chunked(b"3\r\nabc\n0\r\n\r\n"), ABC),
+    case("data-bare-cr", chunked(b"3\r\nabc\r0\r\n\r\n"), NO_CRLF),
     case("data-lone-cr", chunked(b"3\r\nabc\r0\r\n\r\n"), NO_CRLF),
-    case("size-lone-lf", chunked(b"3\nabc\r\n0\r\n\r\n"), SIZE),
-    case("size-lone-lf-never-ending", chunked(b"3\nabc"), BARE_LF),
-    case("last-chunk-lone-lf", chunked(b"0\n\r\n"), SIZE),
-    case("end-lone-lf", chunked(b"3\r\nabc\r\n0\r\n\n"), BARE_LF),
+    case("size-lone-lf", chunked(b"3\nabc\r\n0\r\n\r\n"), ABC),
+    case("size-lone-lf-then-close", chunked(b"3\nabc"), Err(Closed, "body"), close=True),
+    case("size-bare-cr", chunked(b"3\rabc\r\n0\r\n\r\n"), SIZE),
+    case("last-chunk-lone-lf", chunked(b"0\n\r\n"), Ok(b"")),
+    case("end-lone-lf", chunked(b"3\r\nabc\r\n0\r\n\n"), ABC),
+    case("lone-lf-everywhere", chunked(b"3;x=y\nabc\n2\nde\n0\n\n"), Ok(b"abcde")),
     case("many-small-chunks", chunked(b"1\r\na\r\n" * 50 + b"0\r\n\r\n"), Ok(b"a" * 50)),
     case("zero-length-body", chunked(b"0\r\n\r\n"), Ok(b"")),
     case("no-last-chunk-then-close", chunked(b"3\r\nabc\r\n"), Err(Closed, "body"), close=True),
@@ -538,7 +535,12 @@ TRAILERS = [
     case(
         "obs-fold-becomes-sp", trailed(b"x-a: 1", b" 2"), Ok(b"abc", trailers=((b"x-a", b"1 2"),))
     ),
-    case("lone-lf-inside", trailed(b"x-a: 1\nx-b: 2"), TRAILER),
+    case(
+        "lone-lf-inside",
+        trailed(b"x-a: 1\nx-b: 2"),
+        Ok(b"abc", trailers=((b"x-a", b"1"), (b"x-b", b"2"))),
+    ),
+    case("bare-cr-inside", trailed(b"x-a: 1\rx-b: 2"), TRAILER),
     case(
         "at-max-headers",
         trailed(b"a: 1", b"b: 2", b"c: 3", b"d: 4"),

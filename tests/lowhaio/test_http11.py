@@ -29,6 +29,7 @@ from lowhaio._http11 import (
     ResponseFraming,
     ResponseHead,
     find_head_end,
+    head_content_end,
     parse_head,
     parse_url,
     request_head,
@@ -578,7 +579,7 @@ def test_find_head_end_at_every_three_way_split() -> None:
             assert feed_head([data[:i], data[i:j], data[j:]]) == len(_HEAD), (i, j)
 
 
-def test_find_head_end_search_for_crlfcrlf_resumes_where_it_stopped() -> None:
+def test_find_head_end_search_for_the_empty_line_resumes_where_it_stopped() -> None:
     buf = CountingBuffer(b"junk")
     start, searched = 4, 0
     for byte in _HEAD:
@@ -586,8 +587,9 @@ def test_find_head_end_search_for_crlfcrlf_resumes_where_it_stopped() -> None:
         at = find_head_end(buf, start, len(buf), searched=searched, max_bytes=1024)
         searched = len(buf) - start
     assert at == len(buf)
-    # Each call looks back at most 3 bytes: 4 per byte fed, not the whole head each time.
-    assert buf.searched[b"\r\n\r\n"] <= 4 * len(_HEAD)
+    # Each call looks back at most 2 bytes: 3 per byte fed, not the whole head each time.
+    assert buf.searched[b"\n\r\n"] <= 3 * len(_HEAD)
+    assert buf.searched[b"\n\n"] <= 3 * len(_HEAD)
 
 
 def test_find_head_end_is_linear_when_fed_one_byte_at_a_time() -> None:
@@ -629,19 +631,53 @@ def test_find_head_end_too_long_when_incomplete() -> None:
 
 
 @pytest.mark.parametrize(
-    "data",
+    ("data", "end", "fields"),
     [
-        b"HTTP/1.1 200 OK\n\n",
-        b"HTTP/1.1 200 OK\nX: a\n\n",
-        b"HTTP/1.1 200 OK\r\n\n",
-        b"HTTP/1.1 200 OK\nX: a\r\n\n",
-        b"HTTP/1.1 200 OK\r\nX: a\n\r\n",
+        (b"HTTP/1.1 200 OK\n\n", 17, ()),
+        (b"HTTP/1.1 200 OK\nX: a\n\n", 22, ((b"x", b"a"),)),
+        (b"HTTP/1.1 200 OK\r\n\n", 18, ()),
+        (b"HTTP/1.1 200 OK\nX: a\r\n\n", 23, ((b"x", b"a"),)),
+        (b"HTTP/1.1 200 OK\r\nX: a\n\r\n", 24, ((b"x", b"a"),)),
+        (b"HTTP/1.1 200 OK\nX: a\n\r\nX: b\r\n\r\n", 23, ((b"x", b"a"),)),
+        (b"HTTP/1.1 200 OK\r\nX: a\r\n\r\nY: b\n\n", 25, ((b"x", b"a"),)),
+        (b"HTTP/1.1 200 OK\r\n\n\r\n", 18, ()),  # LF LF overlapping a later LF CR LF
     ],
 )
-def test_find_head_end_refuses_bare_lf(data: bytes) -> None:
-    for pieces in splits(data):
-        with pytest.raises(HttpProtocolError, match="bare LF"):
-            feed_head(pieces)
+def test_find_head_end_takes_a_lone_lf_as_a_line_ending(
+    data: bytes, end: int, fields: Headers
+) -> None:
+    # RFC 9112 2.2: the first empty line ends the head, whichever line endings come before.
+    for pieces in splits(data + b"body"):
+        assert feed_head(pieces, prefix=b"") == end, pieces
+    buf = bytearray(data)
+    assert parse_head(bytes(buf[: head_content_end(buf, end)]), 100).headers == fields
+
+
+@pytest.mark.parametrize(
+    ("data", "fields"),
+    [
+        (b"HTTP/1.1 200 OK\nX: a\nY: b", ((b"x", b"a"), (b"y", b"b"))),
+        (b"HTTP/1.1 200 OK\r\nX: a\nY: b", ((b"x", b"a"), (b"y", b"b"))),
+        (b"HTTP/1.1 200 OK\nX: a\n b", ((b"x", b"a b"),)),  # obs-fold after a lone LF
+    ],
+)
+def test_parse_head_takes_a_lone_lf_as_a_line_ending(data: bytes, fields: Headers) -> None:
+    assert parse_head(data, 100) == (1, 200, b"200", fields)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"HTTP/1.1 200 OK\rX: a",  # a bare CR ends no line
+        b"HTTP/1.1 200 OK\r\nX: a\rY: b",
+        b"HTTP/1.1 200 OK\r\nX: a\r",
+        b"HTTP/1.1 200 OK\r\r\nX: a",  # one CR before the LF belongs to the ending, not two
+        b"HTTP/1.1 200 OK\n",  # an empty line inside a head
+    ],
+)
+def test_parse_head_refuses_a_bare_cr(data: bytes) -> None:
+    with pytest.raises(HttpProtocolError):
+        parse_head(data, 100)
 
 
 # parse_head ----------------------------------------------------------------------------------
@@ -685,7 +721,6 @@ def test_parse_head_status_line(line: bytes, minor: int, status: int) -> None:
         b"HTTP/1.1\t200 OK",
         b"HTTP/1.1 200 O\x00K",
         b"HTTP/1.1 200 OK\r",
-        b"HTTP/1.1 200 OK\n",
         b"HTTP/1.1 200 OK\x7f",
         b"ICY 200 OK",
         b"garbage",
@@ -1100,6 +1135,12 @@ def test_chunked_decoder_done_is_idempotent() -> None:
         (b'5;a="b; c=\\"d\\""\r\nhello\r\n0\r\n\r\n', b"hello"),
         (b'5;a=""\r\nhello\r\n0\r\n\r\n', b"hello"),
         (b"5 \t; a\t=\tb\r\nhello\r\n0\r\n\r\n", b"hello"),
+        # RFC 9112 2.2: a lone LF ends a line, wherever a line ends.
+        (b"5\r\nhello\n0\r\n\r\n", b"hello"),
+        (b"5\nhello\r\n0\r\n\r\n", b"hello"),
+        (b"5;a=b\nhello\n3\nabc\n0\n\n", b"helloabc"),
+        (b"0\n\r\n", b""),
+        (b"0\r\n\n", b""),
     ],
 )
 def test_chunked_decoder_accepts(body: bytes, payload: bytes) -> None:
@@ -1121,18 +1162,21 @@ def test_chunked_decoder_trailers_obs_fold_becomes_sp() -> None:
         assert decode(pieces) == (b"", ((b"a", b"b c d"), (b"e", b"f")), b"")
 
 
+def test_chunked_decoder_trailer_lines_may_end_with_a_lone_lf() -> None:
+    body = b"0\r\nA: b\nC: d\r\n\nrest"
+    for pieces in splits(body):
+        assert decode(pieces) == (b"", ((b"a", b"b"), (b"c", b"d")), b"rest")
+
+
 @pytest.mark.parametrize(
     "body",
     [
         b"5\r\nhelloXX0\r\n\r\n",  # missing CRLF after data
         b"5\r\nhello0\r\n\r\n",
-        b"5\r\nhello\n0\r\n\r\n",
-        b"5\r\nhello\r0\r\n\r\n",
+        b"5\r\nhello\r0\r\n\r\n",  # a bare CR ends no line
+        b"5\r\r\nhello\r\n0\r\n\r\n",
+        b"0\r\nA: b\rC: d\r\n\r\n",
         b"5\r\nhello!!\r\n0\r\n\r\n",
-        b"5\nhello\r\n0\r\n\r\n",  # bare LF in the size line
-        b"0\n\r\n",
-        b"0\r\n\n",  # bare LF ending the trailers
-        b"0\r\nA: b\n\r\n\r\n",
         b"0x5\r\nhello\r\n0\r\n\r\n",
         b"+5\r\nhello\r\n0\r\n\r\n",
         b"-5\r\nhello\r\n0\r\n\r\n",

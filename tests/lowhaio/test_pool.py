@@ -49,6 +49,7 @@ class Script:
         self.requests: list[tuple[int, bytes]] = []  # (connection number, request target)
         self.closed: dict[int, float] = {}  # connection number -> when the client closed it
         self.changed = asyncio.Event()
+        self.arrived = asyncio.Event()  # set once a request has arrived
         self.active = 0
         self.max_active = 0
 
@@ -66,6 +67,7 @@ class Script:
                 # At EOF, the client closed the connection (reader.read() would return b"").
                 head, _ = await read_request(reader)
                 self.requests.append((number, head.split(b" ", 2)[1]))
+                self.arrived.set()
                 data = self.answer(number, head)
                 if self.gate is not None:
                     at = data.index(b"\r\n\r\n") + 4
@@ -459,6 +461,7 @@ async def test_limit_of_one_serves_concurrent_requests_in_fifo_order(limit: str)
         asyncio.TaskGroup() as group,
     ):
         tasks = [group.create_task(get(request, server.url(f"/{i}"))) for i in range(4)]
+        await script.arrived.wait()  # however loaded the machine, the first gets through
         await asyncio.sleep(0.05)
         assert script.paths == [b"/0"]  # the others wait their turn
         gate.set()

@@ -11,6 +11,7 @@ import os
 import socket
 import ssl
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from conftest import (
@@ -358,7 +359,7 @@ async def test_no_body_statuses(code: bytes) -> None:
             "inside the chunked body",
         ),
         (b"HTTP/2 200 OK\r\n\r\n", lowhaio.HttpProtocolError, "status line"),
-        (b"HTTP/1.1 200 OK\n\n", lowhaio.HttpProtocolError, "bare LF"),
+        (b"HTTP/1.1 200 OK\rX: y\r\n\r\n", lowhaio.HttpProtocolError, "status line"),
         (b"HTTP/1.1 101 Switching\r\n\r\n", lowhaio.HttpProtocolError, "101"),
         (
             b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab",
@@ -396,6 +397,43 @@ async def test_head_limits_are_enforced() -> None:
             with pytest.raises(error):
                 await request(b"GET", server.url())
             await close()
+
+
+async def test_a_head_with_hundreds_of_fields_is_read_by_default() -> None:
+    # 150 custom fields and the framing one: real servers send that many (the head's byte
+    # limit bounds memory), so the default count does not refuse them.
+    fields = [(b"x-custom-%d" % i, b"v%d" % i) for i in range(150)]
+    head = b"".join(b"%s: %s\r\n" % field for field in fields)
+    async with serve(
+        respond_with(b"HTTP/1.1 200 OK\r\n" + head + b"content-length: 2\r\n\r\nok")
+    ) as server:
+        request, close = Pool()
+        code, headers, body = await request(b"GET", server.url())
+        assert (code, headers, await buffered(body)) == (
+            b"200",
+            (*fields, (b"content-length", b"2")),
+            b"ok",
+        )
+        await close()
+
+
+async def test_trailers_are_bounded_in_bytes_as_a_head_is() -> None:
+    # 20 trailer lines of 4 KiB: each within max_line_bytes, their count within max_headers,
+    # 80 KiB in all, past the 64 KiB a head may take.
+    line = b"x-t: " + b"t" * 4000 + b"\r\n"
+    chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\n0\r\n"
+    async with serve(respond_with(chunked + line * 20 + b"\r\n")) as server:
+        request, close = Pool()
+        _, _, body = await request(b"GET", server.url())
+        with pytest.raises(lowhaio.HttpHeaderTooLong, match="trailers are longer than 65536"):
+            await buffered(body)
+        await close()
+    async with serve(respond_with(chunked + line * 15 + b"\r\n")) as server:
+        request, close = Pool()
+        _, _, body = await request(b"GET", server.url())
+        assert await buffered(body) == b"a"
+        assert len(body.trailers) == 15
+        await close()
 
 
 async def test_trailers_are_exposed_after_a_chunked_body() -> None:
@@ -1063,3 +1101,44 @@ async def test_a_body_says_which_url_it_answers() -> None:
             assert (body.url, body.history) == (url, ())  # as given; no redirect followed
             assert await buffered(body) == b"ok"
         await close()
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "body", "sent"),
+    [
+        # RFC 9110 8.6: a POST, PUT or PATCH without a body says so (nginx answers 411 else).
+        (b"POST", (), lowhaio.empty_body, b"content-length: 0\r\n"),
+        (b"PUT", (), lowhaio.empty_body, b"content-length: 0\r\n"),
+        (b"PATCH", (), lowhaio.empty_body, b"content-length: 0\r\n"),
+        (
+            b"POST",
+            ((b"connection", b"close"),),
+            lowhaio.empty_body,
+            b"connection: close\r\ncontent-length: 0\r\n",
+        ),
+        # ... but not twice, nor for methods without a meaning for content, nor with a body.
+        (b"POST", ((b"content-length", b"0"),), lowhaio.empty_body, b"content-length: 0\r\n"),
+        (b"POST", ((b"content-length", b"2"),), streamed(b"ab"), b"content-length: 2\r\n"),
+        (b"GET", (), lowhaio.empty_body, b""),
+        (b"DELETE", (), lowhaio.empty_body, b""),
+        (b"OPTIONS", (), lowhaio.empty_body, b""),
+    ],
+)
+async def test_a_method_with_content_and_no_body_sends_content_length_zero(
+    method: bytes, headers: Any, body: lowhaio.BodyFactory, sent: bytes
+) -> None:
+    heads = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head, _ = await read_request(reader)
+        heads.append(head)
+        writer.write(OK)
+        await reader.read()
+
+    async with serve(handler) as server:
+        request, close = Pool()
+        code, _, response = await request(method, server.url(), headers=headers, body=body)
+        assert (code, await buffered(response)) == (b"200", b"ok")
+        await close()
+    host = b"host: 127.0.0.1:%d\r\n" % server.port
+    assert heads == [method + b" / HTTP/1.1\r\n" + host + sent + b"\r\n"]

@@ -65,8 +65,10 @@ _chunk_line = re.compile(
 )
 # The common case, a size line without extensions, matched in place in the caller's buffer;
 # and the same after the CRLF that ends the previous chunk's data.
-_plain_chunk_line = re.compile(rb"([0-9A-Fa-f]{1,16})\r\n")
-_following_chunk_line = re.compile(rb"\r\n([0-9A-Fa-f]{1,16})\r\n")
+_plain_chunk_line = re.compile(rb"([0-9A-Fa-f]{1,16})\r?\n")
+_following_chunk_line = re.compile(rb"\r?\n([0-9A-Fa-f]{1,16})\r?\n")
+# RFC 9112 2.2: a line ends with LF, a CR just before it being part of the ending.
+_line_ending = re.compile(rb"\r?\n")
 _keep_alive_timeout = re.compile(rb"(?:^|[ \t,])timeout[ \t]*=[ \t]*([0-9]{1,9})(?:$|[ \t,])")
 
 # RFC 3986 2.2 and 3.3-3.4: what may stand unencoded in a path and a query. '%' is kept so that
@@ -228,10 +230,21 @@ _REQUEST_FRAMING_FIELDS = frozenset(
 )
 
 
+# Methods that define a meaning for enclosed content (RFC 9110 9.3.3, 9.3.4; RFC 5789).
+_CONTENT_METHODS = frozenset((b"POST", b"PUT", b"PATCH"))
+
+
 def request_head(
-    method: bytes, target: bytes, host: bytes, headers: Iterable[tuple[bytes, bytes]]
+    method: bytes,
+    target: bytes,
+    host: bytes,
+    headers: Iterable[tuple[bytes, bytes]],
+    *,
+    body: bool = True,
 ) -> tuple[bytes, RequestFraming]:
-    """Serialise and validate a request head. `host` is added unless the caller gives one."""
+    """Serialise and validate a request head. `host` is added unless the caller gives one;
+    `content-length: 0` too, for a POST, PUT or PATCH that has no `body` and no framing of its
+    own (RFC 9110 8.6: a user agent SHOULD send it; some servers answer 411 without it)."""
     if type(method) is not bytes or not _token.fullmatch(method):
         raise HttpInvalidRequestError(f"method must be a token as bytes: {method!r}")
     lines = [method, b" ", target, b" HTTP/1.1\r\n"]
@@ -275,9 +288,13 @@ def request_head(
             expect_continue = value.lower() == b"100-continue"
     if not has_host:
         lines[4:4] = (b"host: ", host, b"\r\n")
-    lines.append(b"\r\n")
-    if not framed:
+    if not body and length is None and not chunked and method in _CONTENT_METHODS:
+        lines.append(b"content-length: 0\r\n")
+        length = 0
+    elif not framed:
+        lines.append(b"\r\n")
         return b"".join(lines), _NO_FRAMING
+    lines.append(b"\r\n")
     if length is not None and chunked:
         raise HttpInvalidRequestError("content-length and transfer-encoding are both given")
     return b"".join(lines), RequestFraming(length, chunked, close, expect_continue)
@@ -287,20 +304,40 @@ def request_head(
 
 
 def find_head_end(buf: bytearray, start: int, end: int, *, searched: int, max_bytes: int) -> int:
-    """Where the head that starts at `buf[start]` ends (just past CRLF CRLF), or -1 for "need
-    more". `searched` is how many bytes after `start` were already searched without success."""
-    resume = start + max(searched - 3, 0)  # a terminator may straddle the old end
-    at = buf.find(b"\r\n\r\n", resume, end)
-    if at < 0:
+    """Where the head that starts at `buf[start]` ends (just past the empty line that ends it),
+    or -1 for "need more". `searched` is how many bytes after `start` were already searched
+    without success.
+
+    A line ends with LF, and a CR just before it is part of the line ending: RFC 9112 2.2 lets
+    a recipient take a lone LF as a line terminator, as old embedded servers send, so the empty
+    line is the first LF CR LF or LF LF. A CR anywhere else is refused by the line's parser.
+    """
+    resume = start + max(searched - 2, 0)  # an empty line may straddle the old end
+    at = buf.find(b"\n\r\n", resume, end)  # CRLF CRLF, the usual ending, holds one
+    lf_lf = buf.find(b"\n\n", resume, end if at < 0 else at + 1)  # an earlier LF LF first
+    if lf_lf >= 0:
+        head_end = lf_lf + 2
+    elif at >= 0:
+        head_end = at + 3
+    else:
         if end - start > max_bytes:
             raise HttpHeaderTooLong(f"response head is longer than {max_bytes} bytes")
-        if buf.find(b"\n\n", resume, end) >= 0 or buf.find(b"\n\r\n", resume, end) >= 0:
-            # RFC 9112 2.2: bare LF line endings are refused rather than waited on forever.
-            raise HttpProtocolError("response head has a bare LF line ending")
         return -1
-    if at + 4 - start > max_bytes:
+    if head_end - start > max_bytes:
         raise HttpHeaderTooLong(f"response head is longer than {max_bytes} bytes")
-    return at + 4
+    return head_end
+
+
+def head_content_end(buf: bytearray, head_end: int) -> int:
+    """Where the last line of a head ends, before its line ending and the empty line; `head_end`
+    is what `find_head_end` returned."""
+    at = head_end - 1  # the empty line's LF
+    if buf[at - 1] == 13:  # ... and its CR
+        at -= 1
+    at -= 1  # the LF that ends the last line
+    if buf[at - 1] == 13:
+        at -= 1
+    return at
 
 
 class ResponseHead(NamedTuple):
@@ -324,8 +361,9 @@ def parse_head(head: bytes, max_headers: int) -> ResponseHead:
             code,
             tuple([(name.lower(), value.rstrip(b" \t")) for name, value in fields]),
         )
-    # Anything else (obs-fold, or an error to name precisely) line by line.
-    lines = head.split(b"\r\n")
+    # Anything else (bare LF line endings, obs-fold, or an error to name precisely) line by
+    # line.
+    lines = _line_ending.split(head)
     status_line = _status_line.fullmatch(lines[0])
     if status_line is None:
         raise HttpProtocolError(f"response status line is invalid: {_truncated(lines[0])}")
@@ -447,7 +485,7 @@ class ResponseLimits(NamedTuple):
     """How large the parts of a response may be."""
 
     max_head_bytes: int = 64 * 1024
-    max_headers: int = 100  # header lines in a head; trailer lines
+    max_headers: int = 2000  # header lines in a head; trailer lines
     max_line_bytes: int = 8 * 1024  # a chunk-size or trailer line
 
 
@@ -481,7 +519,7 @@ class ResponseReader:
             self._searched = end - start
             return None, start
         self._searched = 0
-        head = parse_head(bytes(buf[start : at - 4]), limits.max_headers)
+        head = parse_head(bytes(buf[start : head_content_end(buf, at)]), limits.max_headers)
         if head.status >= 200:
             self.head = head
             self.framing = response_framing(head, self._method)
@@ -508,7 +546,9 @@ class ResponseReader:
 def body_reader(framing: ResponseFraming, limits: ResponseLimits) -> BodyReader:
     """The reader for a body framed as `framing` says (RFC 9112 6.3)."""
     if framing.chunked:
-        return ChunkedDecoder(limits.max_line_bytes, limits.max_headers)
+        return ChunkedDecoder(
+            limits.max_line_bytes, limits.max_headers, max_bytes=limits.max_head_bytes
+        )
     if framing.length is None:
         return BodyUntilClose()
     return SizedBody(framing.length)
@@ -560,7 +600,7 @@ class BodyUntilClose:
 # States of a chunked body, in the order they come:
 #   _SIZE      a chunk-size line (with any extensions) up to its CRLF
 #   _DATA      the chunk's payload, `_remaining` bytes of it
-#   _DATA_END  the CRLF after the payload
+#   _DATA_END  the line ending (CRLF, or a lone LF) after the payload
 #   _TRAILER   trailer lines, after the last (zero-size) chunk, up to an empty line
 #   _DONE      the body is complete
 _SIZE, _DATA, _DATA_END, _TRAILER, _DONE = range(5)
@@ -578,22 +618,26 @@ class ChunkedDecoder:
     """
 
     __slots__ = (
+        "_max_bytes",
         "_max_fields",
         "_max_line",
         "_remaining",
         "_scanned",
         "_state",
+        "_trailer_bytes",
         "_trailer_lines",
         "trailers",
     )
 
-    def __init__(self, max_line: int, max_fields: int) -> None:
+    def __init__(self, max_line: int, max_fields: int, *, max_bytes: int = 64 * 1024) -> None:
         self._state = _SIZE
         self._remaining = 0
         self._scanned = 0  # bytes of the current line already searched for its end
         self._max_line = max_line
         self._max_fields = max_fields
+        self._max_bytes = max_bytes  # of all the trailer lines, as of a head
         self._trailer_lines: list[bytes] = []
+        self._trailer_bytes = 0
         self.trailers: Headers = ()
 
     @property
@@ -617,7 +661,7 @@ class ChunkedDecoder:
                 # The chunk's CRLF and a plain size line after it, if already here, are taken
                 # in the same call: one call per chunk.
                 following = _following_chunk_line.match(buf, stop, end)
-                if following is not None and following.end() - stop - 4 <= self._max_line:
+                if following is not None and len(following[1]) <= self._max_line:
                     self._remaining = int(following[1], 16)
                     self._state = _DATA if self._remaining else _TRAILER
                     return start, stop, following.end()
@@ -626,33 +670,39 @@ class ChunkedDecoder:
             if state == _DONE:
                 return start, start, start
             if state == _DATA_END:
-                if end - start < 2:
+                # The payload's line ending: CRLF, or a lone LF (RFC 9112 2.2).
+                ending = buf[start : min(start + 2, end)]
+                if ending[:1] == b"\n":
+                    start += 1
+                elif ending == b"\r\n":
+                    start += 2
+                elif ending in (b"", b"\r"):
                     return start, start, start
-                if not buf.startswith(b"\r\n", start):
+                else:
                     raise HttpProtocolError("chunk data is not followed by CRLF")
-                start += 2
                 self._state = state = _SIZE
             if state == _SIZE:
                 plain = _plain_chunk_line.match(buf, start, end)
-                if plain is not None and plain.end() - start - 2 <= self._max_line:
+                if plain is not None and len(plain[1]) <= self._max_line:
                     start = plain.end()
                     self._scanned = 0
                     self._remaining = int(plain[1], 16)
                     self._state = _DATA if self._remaining else _TRAILER
                     continue
-            resume = start + max(self._scanned - 1, 0)  # CRLF may straddle the old end
-            at = buf.find(b"\r\n", resume, end)
-            if at - start > self._max_line or (at < 0 and end - start > self._max_line + 1):
+            # Any other line: up to its LF, a CR before it being part of the line ending.
+            at = buf.find(b"\n", start + self._scanned, end)
+            line_end = at - 1 if at > start and buf[at - 1] == 13 else at
+            if line_end - start > self._max_line or (
+                at < 0 and end - start > self._max_line + 1  # + 1: a CR whose LF is to come
+            ):
                 what = "chunk-size" if state == _SIZE else "trailer"
                 raise HttpHeaderTooLong(f"{what} line is longer than {self._max_line} bytes")
             if at < 0:
-                if buf.find(b"\n", resume, end) >= 0:
-                    raise HttpProtocolError("chunked body has a bare LF line ending")
                 self._scanned = end - start
                 return start, start, start
             self._scanned = 0
-            line = bytes(buf[start:at])
-            start = at + 2
+            line = bytes(buf[start:line_end])
+            start = at + 1
             if state == _SIZE:
                 size_line = _chunk_line.fullmatch(line)
                 if size_line is None:
@@ -662,6 +712,9 @@ class ChunkedDecoder:
             elif line:
                 if len(self._trailer_lines) >= self._max_fields:
                     raise HttpTooManyHeaders(f"more than {self._max_fields} trailer lines")
+                self._trailer_bytes += len(line)
+                if self._trailer_bytes > self._max_bytes:
+                    raise HttpHeaderTooLong(f"trailers are longer than {self._max_bytes} bytes")
                 self._trailer_lines.append(line)
             else:
                 self.trailers = tuple(_parse_fields(self._trailer_lines))

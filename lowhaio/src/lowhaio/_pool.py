@@ -144,7 +144,11 @@ def _prepare(
     DNS or a connection."""
     target = parse_url(url)
     head, framing = request_head(
-        method, request_target(target, params), target.host_header, headers
+        method,
+        request_target(target, params),
+        target.host_header,
+        headers,
+        body=body is not empty_body,
     )
     chunks = None
     if body is not empty_body or framing.length or framing.chunked:
@@ -273,7 +277,7 @@ def Pool(
     max_connections_per_host: int = 100,
     max_requests_per_connection: int | None = None,
     max_head_bytes: int = 64 * 1024,
-    max_headers: int = 100,
+    max_headers: int = 2000,
     max_line_bytes: int = 8 * 1024,
     read_buffer_bytes: int = 256 * 1024,
 ) -> tuple[Request, Close]:
