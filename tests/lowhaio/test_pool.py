@@ -597,6 +597,57 @@ async def test_pool_timeout_when_the_only_slot_is_held() -> None:
     assert server.connections == 1
 
 
+async def test_the_pool_timeout_error_says_where_and_what_to_change() -> None:
+    gate = asyncio.Event()
+    async with (
+        serve(Script(always(ok()), gate)) as server,
+        pool(max_connections=1, pool_timeout=0.1) as request,
+    ):
+        _, _, body = await request(b"GET", server.url("/held"))
+        with pytest.raises(lowhaio.HttpPoolTimeoutError) as raised:
+            await request(b"GET", server.url("/waits"))
+        assert str(raised.value) == (
+            f"http://127.0.0.1:{server.port}: no connection was free within pool_timeout=0.1 s"
+            " (1 of max_connections_per_host=100 and 1 of max_connections=1 in use): raise a"
+            " limit or pool_timeout, or read or aclose() bodies sooner"
+        )
+        gate.set()
+        assert await buffered(body) == b"ok"
+
+
+async def test_by_default_a_request_waits_its_turn_however_long_it_takes() -> None:
+    loop = asyncio.get_running_loop()
+    if not isinstance(loop, asyncio.BaseEventLoop):  # pragma: no cover - uvloop session
+        pytest.skip("uvloop's clock cannot be moved on")
+    gate = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head, _ = await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+        await gate.wait()  # no timer: only the pool's own would notice the clock move
+        writer.write(b"ok")
+        await read_request(reader)
+        writer.write(ok())
+        await reader.read()
+
+    async with serve(handler) as server, pool(max_connections=1) as request:
+        _, _, body = await request(b"GET", server.url("/held"))
+        waiting = asyncio.create_task(get(request, server.url("/waits")))
+        await asyncio.sleep(0.05)
+        real = loop.time
+        # 20 s on: past the 10 s that once was the default, within the test's own 30 s.
+        loop.time = lambda: real() + 20  # type: ignore[method-assign]
+        try:
+            for _ in range(3):
+                await asyncio.sleep(0)  # turns of the loop, each running the timers due
+            assert not waiting.done()  # no timer gave up on it
+        finally:
+            del loop.time  # type: ignore[method-assign]
+        gate.set()
+        assert await buffered(body) == b"ok"
+        assert await waiting == b"ok"
+
+
 async def test_waiter_granted_as_its_pool_timeout_expires_does_not_lose_the_slot() -> None:
     gate = asyncio.Event()
     script = Script(always(ok()), gate)

@@ -269,7 +269,7 @@ def Pool(
     connect_timeout: float = 10.0,
     read_timeout: float = 30.0,
     write_timeout: float = 30.0,
-    pool_timeout: float = 10.0,
+    pool_timeout: float | None = None,
     continue_timeout: float = 1.0,
     head_timeout: float = 60.0,
     keep_alive_timeout: float = 15.0,
@@ -286,12 +286,14 @@ def Pool(
     Timeouts are in seconds. `connect_timeout` bounds TCP and TLS (Happy Eyeballs tries each
     address of a name in turn within it); `read_timeout` and `write_timeout` are idle timeouts
     that reset whenever bytes move; `continue_timeout` is how long a request with `Expect:
-    100-continue` waits for 100 before sending its body anyway; `head_timeout` bounds a whole
-    response head however slowly it trickles in, and so the framing between chunks (size lines,
-    trailers). `keep_alive_timeout` is how long an idle connection is kept (shorter if the
-    server's `Keep-Alive: timeout=` says so).
-    `max_head_bytes` and `max_headers` bound a response head; `max_line_bytes` a chunk-size or
-    trailer line. `get_dns_resolver` is called once, at the first name to resolve, and returns
+    100-continue` waits for 100 before sending its body anyway; `pool_timeout` bounds the wait
+    for a free connection (None: as long as it takes, first come first served); `head_timeout`
+    bounds a whole response head however slowly it trickles in, and so the framing between
+    chunks (size lines, trailers). `keep_alive_timeout` is how long an idle connection is kept
+    (shorter if the server's `Keep-Alive: timeout=` says so). A bound on a whole request is
+    the caller's: `async with asyncio.timeout(...)`.
+    `max_head_bytes` and `max_headers` bound a response head (and the trailers);
+    `max_line_bytes` a chunk-size or trailer line. `get_dns_resolver` is called once, at the first name to resolve, and returns
     aiodnsresolver's `(resolve, clear_cache)`; `get_ssl_context` is called once, at the first
     https request (a custom context should set ALPN itself). `plugins` implement hooks from
     `lowhaio.hookspecs`. May be called outside a running event loop.

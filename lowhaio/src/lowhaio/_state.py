@@ -26,9 +26,9 @@ Addresses = tuple[str, ...] | None  # the host's current DNS answer; None for an
 Waiter = tuple[Origin, Addresses, "asyncio.Future[Connection | None]"]
 
 
-def _pool_timed_out(waiter: asyncio.Future[Connection | None], timeout: float) -> None:
+def _pool_timed_out(waiter: asyncio.Future[Connection | None], message: str) -> None:
     if not waiter.done():
-        waiter.set_exception(HttpPoolTimeoutError(f"no connection was free within {timeout} s"))
+        waiter.set_exception(HttpPoolTimeoutError(message))
 
 
 class PoolState:
@@ -105,13 +105,22 @@ class PoolState:
         return True
 
     async def wait_turn(
-        self, origin: Origin, addresses: Addresses, timeout: float
+        self, origin: Origin, addresses: Addresses, timeout: float | None
     ) -> Connection | None:
-        """Wait in FIFO order for an idle connection (returned) or a reserved slot (None)."""
+        """Wait in FIFO order for an idle connection (returned) or a reserved slot (None); for
+        `timeout` seconds at most, or as long as it takes if None."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Connection | None] = loop.create_future()
         self.waiters.append((origin, addresses, waiter))
-        timer = loop.call_later(timeout, _pool_timed_out, waiter, timeout)
+        timer = None
+        if timeout is not None:
+            message = (
+                f"{origin}: no connection was free within pool_timeout={timeout} s"
+                f" ({self.per_origin.get(origin, 0)} of max_connections_per_host="
+                f"{self.max_per_origin} and {self.total} of max_connections={self.max_total} in"
+                " use): raise a limit or pool_timeout, or read or aclose() bodies sooner"
+            )
+            timer = loop.call_later(timeout, _pool_timed_out, waiter, message)
         try:
             return await waiter
         except BaseException:
@@ -124,7 +133,8 @@ class PoolState:
                     self.release(granted, self.keep_alive_timeout)
             raise
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
 
     def grant(self) -> None:
         """Give waiters, oldest first, what has become free. `take_idle` and `reserve` close
