@@ -622,7 +622,7 @@ async def test_by_default_a_request_waits_its_turn_however_long_it_takes() -> No
     gate = asyncio.Event()
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head, _ = await read_request(reader)
+        await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
         await gate.wait()  # no timer: only the pool's own would notice the clock move
         writer.write(b"ok")

@@ -293,9 +293,10 @@ def Pool(
     (shorter if the server's `Keep-Alive: timeout=` says so). A bound on a whole request is
     the caller's: `async with asyncio.timeout(...)`.
     `max_head_bytes` and `max_headers` bound a response head (and the trailers);
-    `max_line_bytes` a chunk-size or trailer line. `get_dns_resolver` is called once, at the first name to resolve, and returns
-    aiodnsresolver's `(resolve, clear_cache)`; `get_ssl_context` is called once, at the first
-    https request (a custom context should set ALPN itself). `plugins` implement hooks from
+    `max_line_bytes` a chunk-size or trailer line. `get_dns_resolver` is called once, at the
+    first name to resolve, and returns aiodnsresolver's `(resolve, clear_cache)`;
+    `get_ssl_context` is called once, at the first https request (a custom context should set
+    ALPN itself). `plugins` implement hooks from
     `lowhaio.hookspecs`. May be called outside a running event loop.
     """
     tracer = Tracer(plugins)
