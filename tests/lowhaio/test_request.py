@@ -1142,3 +1142,70 @@ async def test_a_method_with_content_and_no_body_sends_content_length_zero(
         await close()
     host = b"host: 127.0.0.1:%d\r\n" % server.port
     assert heads == [method + b" / HTTP/1.1\r\n" + host + sent + b"\r\n"]
+
+
+async def _get_all(request: lowhaio.Request, url: str) -> bytes:
+    _, _, body = await request(b"GET", url)
+    return await buffered(body)
+
+
+async def _fails_with(
+    handler: Any, url: str = "/p?secret=s#frag", host: str = "127.0.0.1"
+) -> tuple[lowhaio.HttpError, int]:
+    async with serve(handler, host=host) as server:
+        request, close = Pool(read_timeout=0.2)
+        try:
+            with pytest.raises(lowhaio.HttpError) as raised:
+                await _get_all(request, server.url(url, host=f"[{host}]" if ":" in host else host))
+        finally:
+            await close()
+    return raised.value, server.port
+
+
+async def _stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await read_request(reader)
+    await reader.read()
+
+
+async def _close_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await read_request(reader)
+
+
+async def _cut_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await read_request(reader)
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nab")
+
+
+@pytest.mark.parametrize(
+    ("handler", "error", "message"),
+    [
+        (_stall, lowhaio.HttpDataTimeoutError, "no progress reading for 0.2 s"),
+        (_close_at_once, lowhaio.HttpConnectionClosedError, "before the response head"),
+        (_cut_body, lowhaio.HttpConnectionClosedError, "3 bytes of the body unread"),
+    ],
+)
+async def test_errors_say_where_the_request_went_and_keep_its_secrets(
+    handler: Any, error: type[Exception], message: str
+) -> None:
+    raised, port = await _fails_with(handler)
+    assert type(raised) is error
+    assert str(raised).startswith(f"http://127.0.0.1:{port}: ")
+    assert message in str(raised)
+    assert (raised.method, raised.url) == (b"GET", f"http://127.0.0.1:{port}/p")
+    assert "secret" not in str(raised)
+    assert "frag" not in str(raised)
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
+async def test_an_ipv6_origin_is_named_in_brackets() -> None:
+    raised, port = await _fails_with(_close_at_once, host="::1")
+    assert str(raised).startswith(f"http://[::1]:{port}: ")
+    assert raised.url == f"http://[::1]:{port}/p"
+
+
+async def test_an_invalid_request_says_nothing_of_where_it_would_have_gone() -> None:
+    request, close = Pool()
+    with pytest.raises(lowhaio.HttpInvalidRequestError) as raised:
+        await request(b"GET", "ftp://host/p?secret=s")
+    await close()
+    assert (raised.value.method, raised.value.url) == (None, None)

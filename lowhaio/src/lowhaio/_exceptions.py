@@ -35,7 +35,25 @@ __all__ = [
 
 
 class HttpError(Exception):
-    """Base class of every error that lowhaio raises."""
+    """Base class of every error that lowhaio raises.
+
+    Raised by a request or its body, it says where the request went: `method`, and `url`
+    without userinfo, query or fragment (they may hold secrets), as attributes, and the origin
+    (`scheme://host:port`) at the start of its message. Both are None for an invalid request.
+    """
+
+    method: bytes | None = None
+    url: str | None = None
+
+    def located(self, method: bytes, url: str, origin: str) -> None:
+        """Say where the failed request went, once: the first (innermost) caller to know
+        decides."""
+        if self.url is not None:
+            return
+        self.method, self.url = method, url
+        message = self.args[0] if self.args else ""
+        if isinstance(message, str) and not message.startswith(origin):
+            self.args = (f"{origin}: {message}", *self.args[1:])
 
 
 class HttpInvalidRequestError(HttpError, ValueError):

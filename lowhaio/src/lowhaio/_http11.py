@@ -100,8 +100,9 @@ class Origin(NamedTuple):
     port: int
 
     def __str__(self) -> str:
-        """`scheme://host:port`, as error messages name it."""
-        return f"{self.scheme}://{self.host}:{self.port}"
+        """`scheme://host:port`, as error messages name it (an IPv6 host in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
 
 
 class Target(NamedTuple):
@@ -112,6 +113,10 @@ class Target(NamedTuple):
     path_query: bytes  # origin-form request target, without the caller's `params`
     has_query: bool
     is_ip: bool  # the host is an IP literal: no DNS
+
+    def safe_url(self) -> str:
+        """The URL without userinfo, query or fragment, which may hold secrets: for errors."""
+        return f"{self.origin}{self.path_query.partition(b'?')[0].decode('ascii')}"
 
 
 def parse_url(url: str) -> Target:
@@ -676,7 +681,7 @@ class ChunkedDecoder:
                     start += 1
                 elif ending == b"\r\n":
                     start += 2
-                elif ending in (b"", b"\r"):
+                elif not ending or ending == b"\r":  # the rest of the ending is to come
                     return start, start, start
                 else:
                     raise HttpProtocolError("chunk data is not followed by CRLF")

@@ -130,6 +130,10 @@ class Prepared:
         self.framing = framing
         self.chunks = chunks  # the body, opened; None for no body
 
+    def locate(self, error: HttpError) -> None:
+        """Say in `error` where this request went (see `HttpError`)."""
+        error.located(self.method, self.target.safe_url(), str(self.target.origin))
+
 
 def _prepare(
     method: bytes,
@@ -402,11 +406,14 @@ def Pool(
     ) -> Response:
         request_id = next(request_ids)
         trace = tracer if tracer.active() else None
+        prepared = None
         try:
             prepared = _prepare(method, url, params, headers, body, body_args, body_kwargs)
             conn = await acquire(prepared.target, request_id, trace)
             return await exchange(conn, prepared, request_id, trace)
         except BaseException as exc:
+            if prepared is not None and isinstance(exc, HttpError):
+                prepared.locate(exc)
             if trace is not None:
                 trace.emit("request_failed", request_id=request_id, error=exc)
             raise
@@ -494,7 +501,7 @@ def Pool(
             if keep_alive is None:
                 keep_alive = keep_alive_timeout
         return ResponseBody(
-            url=prepared.url,
+            request=prepared,
             conn=conn,
             framing=framing,
             limits=response_limits,

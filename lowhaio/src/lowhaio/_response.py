@@ -21,6 +21,7 @@ from ._http11 import (
 )
 
 if TYPE_CHECKING:
+    from ._pool import Prepared
     from ._state import PoolState
     from ._trace import Tracer
 
@@ -142,6 +143,7 @@ class ResponseBody:
         "_keep_alive",
         "_limits",
         "_line_deadline",
+        "_request",
         "_request_id",
         "_size",
         "_state",
@@ -154,7 +156,7 @@ class ResponseBody:
     def __init__(
         self,
         *,
-        url: str,
+        request: Prepared,
         conn: Connection,
         framing: ResponseFraming,
         limits: ResponseLimits,
@@ -165,7 +167,8 @@ class ResponseBody:
         trace: Tracer | None,
         request_id: int,
     ) -> None:
-        self.url = url  # the URL this response answers
+        self.url = request.url  # the URL this response answers
+        self._request = request  # for errors, which say where it went
         # The redirects followed to reach it, oldest first, as (status code, URL that answered
         # with it): set by a wrapper that follows redirects, empty otherwise.
         self.history: tuple[tuple[bytes, str], ...] = ()
@@ -212,11 +215,16 @@ class ResponseBody:
             chunk = await self._next(conn, self._body)
         except BaseException as exc:
             self._abandon("error")
-            if self._trace is not None:
-                self._trace.emit("request_failed", request_id=self._request_id, error=exc)
+            error = exc
             if isinstance(exc, Exception) and not isinstance(exc, HttpError):
-                raise translated(exc, True, str(conn.origin)) from exc
-            raise
+                error = translated(exc, True, str(conn.origin))
+            if isinstance(error, HttpError):
+                self._request.locate(error)
+            if self._trace is not None:
+                self._trace.emit("request_failed", request_id=self._request_id, error=error)
+            if error is exc:
+                raise
+            raise error from exc
         if not chunk:
             raise StopAsyncIteration
         return chunk
