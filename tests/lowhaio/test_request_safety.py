@@ -332,7 +332,7 @@ async def test_only_absolute_http_urls_are_requested(url: str) -> None:
     await refused_before_sending(url)
 
 
-# Userinfo is never sent ----------------------------------------------------------------------
+# Userinfo is refused, and never sent -----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -340,15 +340,44 @@ async def test_only_absolute_http_urls_are_requested(url: str) -> None:
     ["user:secret-pw@", "user@", ":secret-pw@", "user:@", "us%40er:p%3Aw@", "a@b:secret-pw@"],
     ids=_ids,
 )
-async def test_userinfo_is_never_sent(userinfo: str) -> None:
+async def test_userinfo_is_refused_and_never_sent(userinfo: str) -> None:
+    # Not dropped silently (the request would go out without the credentials the caller
+    # meant), not sent as Basic auth (credentials in URLs end up in logs): refused, with what
+    # to do instead, and without the credentials in the error.
     url = f"http://{userinfo}127.0.0.1:PORT/p?q=1"
-    heads, port = await heads_sent(url)
-    # No authorization header made from it, nothing of it in the request line or host.
-    assert heads == [b"GET /p?q=1 HTTP/1.1\r\nhost: 127.0.0.1:%d\r\n\r\n" % port]
-    assert lowhaio.target_of(url.replace("PORT", str(port))) == (
-        b"127.0.0.1:%d" % port,
-        b"/p?q=1",
+    error = await refused_before_sending(url)
+    assert "basic_auth(user, password)" in str(error)
+    for message in messages(error):
+        assert "secret" not in message
+        assert "us%40er" not in message
+    with pytest.raises(lowhaio.HttpInvalidRequestError):
+        lowhaio.target_of(url.replace("PORT", "80"))
+
+
+@pytest.mark.parametrize(
+    ("user", "password", "value"),
+    [
+        ("aladdin", "open sesame", b"Basic YWxhZGRpbjpvcGVuIHNlc2FtZQ=="),  # RFC 7617 2
+        ("test", "123\u00a3", b"Basic dGVzdDoxMjPCow=="),  # RFC 7617 2.1: UTF-8
+        (b"user", b"", b"Basic dXNlcjo="),
+        ("", "p:w", b"Basic OnA6dw=="),  # a colon in the password is fine
+    ],
+)
+async def test_basic_auth_header(user: str | bytes, password: str | bytes, value: bytes) -> None:
+    assert lowhaio.basic_auth(user, password) == (b"authorization", value)
+    heads, port = await heads_sent(
+        "http://127.0.0.1:PORT/", headers=(lowhaio.basic_auth(user, password),)
     )
+    assert heads == [
+        b"GET / HTTP/1.1\r\nhost: 127.0.0.1:%d\r\nauthorization: %s\r\n\r\n" % (port, value)
+    ]
+
+
+@pytest.mark.parametrize(("user", "password"), [("a:b", "pw"), ("a\nb", "pw"), ("a", "p\rw")])
+def test_basic_auth_refuses_what_cannot_be_sent(user: str, password: str) -> None:
+    with pytest.raises(lowhaio.HttpInvalidRequestError) as raised:
+        lowhaio.basic_auth(user, password)
+    assert password not in str(raised.value)
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ from ._exceptions import (
     HttpTlsError,
     HttpTooManyHeaders,
 )
-from ._http11 import Headers
+from ._http11 import Headers, basic_auth
 from ._pool import (
     BodyFactory,
     Close,
@@ -75,6 +75,7 @@ __all__ = [
     "RequestHeaders",
     "Response",
     "ResponseBody",
+    "basic_auth",
     "buffered",
     "default_dns_resolver",
     "default_ssl_context",

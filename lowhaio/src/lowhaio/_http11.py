@@ -14,6 +14,7 @@ header that could smuggle a second request (CR, LF, NUL) is refused with
 
 from __future__ import annotations
 
+import base64
 import functools
 import ipaddress
 import re
@@ -148,11 +149,18 @@ def _parse_url(url: str) -> Target:
     host = parts.hostname
     if not host:
         raise HttpInvalidRequestError("url has no host")
-    if parts.netloc.rpartition("@")[2].startswith("["):
+    if "@" in parts.netloc:
+        # Credentials in a URL end up in logs, histories and Referer headers, and which server
+        # they are for blurs across redirects: they are refused, not dropped silently nor sent.
+        raise HttpInvalidRequestError(
+            "url has userinfo (user:password@): lowhaio sends no credentials from a URL; give"
+            " them as a header, for example headers=(lowhaio.basic_auth(user, password),)"
+        )
+    if parts.netloc.startswith("["):
         # RFC 3986 3.2.2: an IP literal is "[" IPv6address "]", then nothing or ":" port.
         # IPvFuture and zone identifiers are refused.
         try:
-            if not _bracketed_host.fullmatch(parts.netloc.rpartition("@")[2]):
+            if not _bracketed_host.fullmatch(parts.netloc):
                 raise ValueError("not [IPv6address] optionally followed by :port")
             ipaddress.IPv6Address(host)
         except ValueError as exc:
@@ -196,6 +204,17 @@ def _is_ipv4(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def basic_auth(user: str | bytes, password: str | bytes) -> tuple[bytes, bytes]:
+    """An `authorization` header for HTTP Basic authentication (RFC 7617): the credentials in
+    UTF-8, base64-encoded. Sent over plain http, anyone on the way can read them."""
+    user_bytes = user.encode() if isinstance(user, str) else user
+    password_bytes = password.encode() if isinstance(password, str) else password
+    if b":" in user_bytes or _bad_value_byte.search(user_bytes + password_bytes):
+        # RFC 7617 2: a user-id with a colon is ambiguous; control bytes are refused anywhere.
+        raise HttpInvalidRequestError("basic_auth: the user has a colon or a control byte")
+    return b"authorization", b"Basic " + base64.b64encode(user_bytes + b":" + password_bytes)
 
 
 def request_target(target: Target, params: Iterable[tuple[str | bytes, str | bytes]]) -> bytes:

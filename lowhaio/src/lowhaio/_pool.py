@@ -404,6 +404,11 @@ def Pool(
         body_args: tuple[Any, ...] = (),
         body_kwargs: Mapping[str, Any] = _NO_KWARGS,
     ) -> Response:
+        """Send `method` to `url` (with `params` added to its query, and `headers`), the body
+        from `body(*body_args, **body_kwargs)`, an async iterable of bytes-like chunks, framed
+        by a content-length or transfer-encoding header the caller gives; return the status
+        code, the response's header fields (lowercased names) and its body, to read to the end
+        or `aclose()`. Raises `HttpError`s: their classes say whether a retry is safe."""
         request_id = next(request_ids)
         trace = tracer if tracer.active() else None
         prepared = None
@@ -514,6 +519,9 @@ def Pool(
         )
 
     async def close() -> None:
+        """Close every connection, idle or in use (their bodies then fail), fail the requests
+        waiting for one, and release the DNS resolver; later requests raise
+        `HttpPoolClosedError`."""
         await state.close()
         if dns_resolver is not None:
             await dns_resolver[1]()

@@ -77,10 +77,20 @@ def _origin(url: str) -> tuple[str, str | None, int | None]:
     return parts.scheme, parts.hostname, parts.port or default
 
 
+def _without_userinfo(url: str) -> str:
+    """`url` without the credentials a server may put in a Location: never sent (the core
+    refuses them), the request goes where the host after the last "@" says. A backslash in
+    the authority is left for the core to refuse: parsers disagree on where such a host is."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc or "\\" in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
 def _next_url(url: str, location: str, allow_insecure: bool) -> str:
     """The absolute URL that `location` points to from `url`, or HttpRedirectRefused."""
     try:
-        next_url, _ = urldefrag(urljoin(url, location.strip()))
+        next_url = _without_userinfo(urldefrag(urljoin(url, location.strip()))[0])
         scheme = urlsplit(next_url).scheme
         _origin(next_url)  # a port that does not parse
         if scheme in ("http", "https"):
