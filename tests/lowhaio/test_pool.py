@@ -794,6 +794,111 @@ async def test_break_then_aclose_closes_the_connection() -> None:
     assert server.connections == 2
 
 
+async def _fail_inside_async_for(body: lowhaio.ResponseBody) -> None:
+    async for _ in body:
+        raise ZeroDivisionError
+
+
+@pytest.mark.parametrize("how", ["break", "exception", "async with"])
+async def test_a_body_left_early_releases_its_connection_at_once(how: str) -> None:
+    # The body stays referenced: only leaving it (the documented ways) frees the connection.
+    body_bytes = b"x" * 1_000_000
+    script = Script(always(ok(body_bytes)))
+    async with serve(script) as server, pool(max_connections=1, pool_timeout=0.5) as request:
+        _, _, body = await request(b"GET", server.url())
+        if how == "break":
+            async for chunk in body:
+                assert chunk
+                break
+        elif how == "exception":
+            with pytest.raises(ZeroDivisionError):
+                await _fail_inside_async_for(body)
+        else:
+            async with body:
+                pass  # an ignored response, not read at all
+        await script.wait_closed(0)
+        assert await get(request, server.url()) == body_bytes  # no wait for the first
+        # Reading what was left is an error, not a silent end.
+        with pytest.raises(lowhaio.HttpConnectionClosedError, match="closed before its end"):
+            await buffered(body)
+    assert server.connections == 2
+
+
+async def test_a_body_read_to_its_end_in_async_with_keeps_its_connection() -> None:
+    script = Script()
+    async with serve(script) as server, pool() as request:
+        _, _, body = await request(b"GET", server.url())
+        async with body:
+            assert await buffered(body) == b"ok"
+        assert await get(request, server.url()) == b"ok"
+    assert server.connections == 1
+
+
+async def test_async_with_pool_closes_it() -> None:
+    script = Script()
+    async with serve(script) as server:
+        async with lowhaio.Pool() as request:
+            assert await get(request, server.url()) == b"ok"
+        await script.wait_closed(0)
+        with pytest.raises(lowhaio.HttpPoolClosedError):
+            await get(request, server.url())
+
+
+async def test_a_pool_dropped_without_close_warns_and_closes_its_connections() -> None:
+    script = Script()
+    async with serve(script) as server:
+        request, close = lowhaio.Pool()
+        assert await get(request, server.url()) == b"ok"
+        with pytest.warns(ResourceWarning, match="1 open connections was dropped without close"):
+            del request, close  # the last references: it goes at once
+        await script.wait_closed(0)
+
+
+async def test_a_pool_dropped_after_close_or_with_nothing_open_says_nothing() -> None:
+    script = Script(always(ok(b"ok", b"connection: close")))
+    async with serve(script) as server:
+        request, close = lowhaio.Pool()
+        assert await get(request, server.url()) == b"ok"  # its connection closed after it
+        del request, close
+        gc.collect()  # no warning: filterwarnings = error would fail the test
+        request, close = lowhaio.Pool()
+        assert await get(request, server.url()) == b"ok"
+        await close()
+        del request, close
+        gc.collect()
+
+
+def test_a_pool_moves_to_another_event_loop_when_it_holds_nothing_in_the_first() -> None:
+    # As with pytest-asyncio's loop per test: a pool made at module level.
+    request, close = lowhaio.Pool()
+
+    async def use() -> bytes:
+        async with serve(Script(always(ok(b"ok", b"connection: close")))) as server:
+            return await get(request, server.url())
+
+    assert asyncio.run(use()) == b"ok"
+    assert asyncio.run(use()) == b"ok"  # a second loop: nothing was left in the first
+    asyncio.run(close())
+
+
+async def test_a_pool_with_connections_in_another_event_loop_says_so() -> None:
+    async with serve(Script()) as server, pool() as request:
+        assert await get(request, server.url()) == b"ok"  # its connection stays, idle
+
+        def elsewhere() -> BaseException | None:
+            try:
+                asyncio.run(get(request, server.url()))
+            except BaseException as exc:
+                return exc
+            return None  # pragma: no cover - the test fails
+
+        error = await asyncio.to_thread(elsewhere)
+        assert isinstance(error, lowhaio.HttpPoolLoopError)
+        assert "holds 1 connections in another event loop" in str(error)
+        assert await get(request, server.url()) == b"ok"  # unharmed, in its own loop
+    assert server.connections == 1
+
+
 async def test_aclose_after_the_end_keeps_the_connection() -> None:
     script = Script()
     async with serve(script) as server, pool() as request:

@@ -25,6 +25,7 @@ __all__ = [
     "HttpHeaderTooLong",
     "HttpInvalidRequestError",
     "HttpPoolClosedError",
+    "HttpPoolLoopError",
     "HttpPoolTimeoutError",
     "HttpProtocolError",
     "HttpStaleConnectionError",
@@ -62,6 +63,11 @@ class HttpInvalidRequestError(HttpError, ValueError):
 
 class HttpPoolClosedError(HttpError, RuntimeError):
     """The pool was closed: it makes no more requests."""
+
+
+class HttpPoolLoopError(HttpError, RuntimeError):
+    """The pool holds connections in another event loop than the running one: a pool serves
+    one loop at a time (make one per loop, or `close()` it before its loop ends)."""
 
 
 class HttpTimeoutError(HttpError):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import ssl
+import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
@@ -76,6 +77,43 @@ class Request(Protocol):
 
 
 Close = Callable[[], Awaitable[None]]
+
+
+class PoolFunctions(NamedTuple):
+    """What `Pool` returns: its `request` and `close`, as a pair or an async context manager."""
+
+    request: Request
+    close: Close
+
+    async def __aenter__(self) -> Request:
+        return self.request
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+class _Lifetime:
+    """Held by a pool's `request` and `close` only (never by its connections, which its event
+    loop holds): when the caller has let go of both without `close()`, it says so, as an
+    unclosed file does, and closes the connections that nothing else could close any more."""
+
+    __slots__ = ("closed", "request_ids", "state")
+
+    def __init__(self, state: PoolState) -> None:
+        self.state = state
+        self.request_ids = itertools.count(1)
+        self.closed = False
+
+    def __del__(self) -> None:
+        if not self.closed and self.state.connections:
+            warnings.warn(
+                f"a lowhaio pool with {len(self.state.connections)} open connections was"
+                " dropped without close(): await close() when done, or use async with Pool()",
+                ResourceWarning,
+                source=self,
+                stacklevel=1,
+            )
+            self.state.drop()
 
 
 def default_ssl_context() -> ssl.SSLContext:
@@ -284,8 +322,10 @@ def Pool(
     max_headers: int = 2000,
     max_line_bytes: int = 8 * 1024,
     read_buffer_bytes: int = 256 * 1024,
-) -> tuple[Request, Close]:
-    """Create a connection pool; returns its `request` and `close` functions.
+) -> PoolFunctions:
+    """Create a connection pool; returns its `request` and `close` functions, which unpack
+    (`request, close = Pool()`) or serve as an async context manager (`async with Pool() as
+    request:` closes the pool at the end of the block).
 
     Timeouts are in seconds. `connect_timeout` bounds TCP and TLS (Happy Eyeballs tries each
     address of a name in turn within it); `read_timeout` and `write_timeout` are idle timeouts
@@ -313,7 +353,7 @@ def Pool(
         keep_alive_timeout,
         tracer,
     )
-    request_ids = itertools.count(1)
+    lifetime = _Lifetime(state)  # held by `request` and `close`, and so by the caller
     dns_resolver: DnsResolver | None = None
     addresses_of: DnsAnswers | None = None
     ssl_context: ssl.SSLContext | None = None
@@ -366,6 +406,9 @@ def Pool(
     async def acquire(target: Target, request_id: int, trace: Tracer | None) -> Connection:
         if state.closed:
             raise HttpPoolClosedError("the pool was closed")
+        loop = asyncio.get_running_loop()
+        if state.loop is not loop:
+            state.move_to(loop)
         origin = target.origin
         addresses = None if target.is_ip else await resolve(target, request_id, trace)
         conn = state.take_idle(origin, addresses)
@@ -409,7 +452,7 @@ def Pool(
         by a content-length or transfer-encoding header the caller gives; return the status
         code, the response's header fields (lowercased names) and its body, to read to the end
         or `aclose()`. Raises `HttpError`s: their classes say whether a retry is safe."""
-        request_id = next(request_ids)
+        request_id = next(lifetime.request_ids)
         trace = tracer if tracer.active() else None
         prepared = None
         try:
@@ -522,8 +565,9 @@ def Pool(
         """Close every connection, idle or in use (their bodies then fail), fail the requests
         waiting for one, and release the DNS resolver; later requests raise
         `HttpPoolClosedError`."""
+        lifetime.closed = True
         await state.close()
         if dns_resolver is not None:
             await dns_resolver[1]()
 
-    return request, close
+    return PoolFunctions(request, close)

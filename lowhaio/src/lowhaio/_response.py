@@ -5,10 +5,11 @@ back to the pool when read to its end."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, NamedTuple
 
 from ._connection import Connection
-from ._exceptions import HttpDataTimeoutError, HttpError, translated
+from ._exceptions import HttpConnectionClosedError, HttpDataTimeoutError, HttpError, translated
 from ._http11 import (
     BodyReader,
     Headers,
@@ -137,6 +138,7 @@ class ResponseBody:
     """
 
     __slots__ = (
+        "_abandoned",
         "_body",
         "_chunk",
         "_conn",
@@ -179,6 +181,7 @@ class ResponseBody:
         self._line_deadline: float | None = None  # while waiting on framing, not payload
         self._trace = trace
         self._request_id = request_id
+        self._abandoned: str | None = None  # why the body was closed before its end
         length = framing.length
         start = conn.start
         if length is not None and conn.end - start >= length:
@@ -200,8 +203,14 @@ class ResponseBody:
     def trailers(self) -> Headers:
         return self._body.trailers
 
-    def __aiter__(self) -> ResponseBody:
+    def __aiter__(self) -> _Iteration:
+        return _Iteration(self)
+
+    async def __aenter__(self) -> ResponseBody:
         return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     async def __anext__(self) -> bytes:
         chunk = self._chunk
@@ -210,6 +219,15 @@ class ResponseBody:
             return chunk
         conn = self._conn
         if conn is None:
+            if self._abandoned is not None:
+                # Read after a `break`, `aclose()` or an error: not an end, or it would look
+                # like a body cut short silently.
+                closed = HttpConnectionClosedError(
+                    f"the body was closed before its end ({self._abandoned}): its connection"
+                    " is closed"
+                )
+                self._request.locate(closed)
+                raise closed
             raise StopAsyncIteration
         try:
             chunk = await self._next(conn, self._body)
@@ -277,6 +295,7 @@ class ResponseBody:
         conn = self._conn
         if conn is not None:
             self._conn = None
+            self._abandoned = reason
             self._state.discard(conn, reason)
 
     async def aclose(self) -> None:
@@ -284,6 +303,32 @@ class ResponseBody:
         self._abandon("body abandoned")
 
     def __del__(self) -> None:
+        self._dropped()
+
+    def _dropped(self) -> None:
         if self._conn is not None:
             with contextlib.suppress(RuntimeError):  # the event loop may already be closed
                 self._abandon("body abandoned")
+
+
+class _Iteration:
+    """One `async for` over a body. The loop holds it, and lets go of it when it ends: at
+    once, by reference counting, after a `break` or an exception, which then closes the
+    connection of a body not read to its end (the caller may still hold the body itself)."""
+
+    __slots__ = ("_body",)
+
+    def __init__(self, body: ResponseBody) -> None:
+        self._body = body
+
+    def __aiter__(self) -> _Iteration:
+        return self
+
+    def __anext__(self) -> Awaitable[bytes]:
+        return self._body.__anext__()
+
+    async def aclose(self) -> None:
+        await self._body.aclose()
+
+    def __del__(self) -> None:
+        self._body._dropped()

@@ -15,10 +15,11 @@ ACTIVE from `opened`, or from `take_idle`, while a request uses it; IDLE from `r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 
 from ._connection import ACTIVE, CLOSED, IDLE, Connection
-from ._exceptions import HttpPoolClosedError, HttpPoolTimeoutError
+from ._exceptions import HttpPoolClosedError, HttpPoolLoopError, HttpPoolTimeoutError
 from ._http11 import Origin
 from ._trace import Tracer
 
@@ -45,7 +46,7 @@ class PoolState:
         self.max_requests = max_requests_per_connection
         self.keep_alive_timeout = keep_alive_timeout
         self.tracer = tracer
-        self.loop: asyncio.AbstractEventLoop | None = None  # taken from the first connection
+        self.loop: asyncio.AbstractEventLoop | None = None  # the loop its connections are in
 
         self.connections: set[Connection] = set()  # every open connection, idle or in use
         self.idle: dict[Origin, list[Connection]] = {}  # reusable, most recently used last
@@ -152,8 +153,19 @@ class PoolState:
                 waiting.append((origin, addresses, waiter))
         self.waiters = waiting
 
+    def move_to(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Serve requests in `loop` from now on, if this pool holds nothing in another: its
+        connections, timers and waiters belong to the loop they were made in."""
+        if self.total or self.waiters:
+            raise HttpPoolLoopError(
+                f"this pool holds {self.total} connections in another event loop than the"
+                " running one: make a pool per event loop (a fixture of the loop's scope), or"
+                " close() it before its loop ends"
+            )
+        self.loop = loop
+        self.sweep = None  # a timer of the other loop, with nothing left to sweep
+
     def opened(self, conn: Connection) -> None:
-        self.loop = conn.loop
         self.connections.add(conn)
         conn.phase = ACTIVE
 
@@ -246,6 +258,14 @@ class PoolState:
                     next_expiry = conn.expires_at
         if next_expiry is not None:
             self.sweep = self.loop.call_at(next_expiry, self._sweep)
+
+    def drop(self) -> None:
+        """Close every connection at once, for a pool its owner let go of without `close()`:
+        nothing else could close them any more."""
+        self.closed = True
+        for conn in list(self.connections):
+            with contextlib.suppress(RuntimeError):  # its event loop may be closed already
+                self.discard(conn, "pool dropped")
 
     async def close(self) -> None:
         self.closed = True
