@@ -28,8 +28,9 @@ from lowhaio._http11 import (
     RequestFraming,
     ResponseFraming,
     ResponseHead,
+    ResponseLimits,
+    ResponseReader,
     find_head_end,
-    head_content_end,
     parse_head,
     parse_url,
     request_head,
@@ -594,31 +595,25 @@ def test_find_head_end_at_every_three_way_split() -> None:
             assert feed_head([data[:i], data[i:j], data[j:]]) == len(_HEAD), (i, j)
 
 
-def test_find_head_end_search_for_the_empty_line_resumes_where_it_stopped() -> None:
-    buf = CountingBuffer(b"junk")
+@pytest.mark.parametrize(
+    "data",
+    [_HEAD, b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * 4000 + b"\r\n\r\n", b"HTTP/1.1 200 OK\n\n"],
+)
+def test_find_head_end_never_searches_again_what_it_has_searched(data: bytes) -> None:
+    # Fed a byte at a time (a server trickling a 64 KiB head must not cost 64K * 64K), each
+    # call looks back at most 2 bytes, where an empty line may straddle the old end: all the
+    # bytes before those are overwritten with empty lines, which a second look would take
+    # for the end of the head.
+    buf = bytearray(b"junk")
     start, searched = 4, 0
-    for byte in _HEAD:
-        buf.append(byte)
-        at = find_head_end(buf, start, len(buf), searched=searched, max_bytes=1024)
-        searched = len(buf) - start
-    assert at == len(buf)
-    # Each call looks back at most 2 bytes: 3 per byte fed, not the whole head each time.
-    assert buf.searched[b"\n\r\n"] <= 3 * len(_HEAD)
-    assert buf.searched[b"\n\n"] <= 3 * len(_HEAD)
-
-
-def test_find_head_end_is_linear_when_fed_one_byte_at_a_time() -> None:
-    # Every search the reader makes, not only the one for CRLF CRLF, must resume where the
-    # previous call stopped: a server trickling a 64 KiB head must not cost 64K * 64K.
-    data = b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * 4000 + b"\r\n\r\n"
-    buf = CountingBuffer()
-    searched = 0
     for byte in data:
         buf.append(byte)
-        at = find_head_end(buf, 0, len(buf), searched=searched, max_bytes=1 << 16)
-        searched = len(buf)
-    assert at == len(data)
-    assert sum(buf.searched.values()) <= 16 * len(data)
+        at = find_head_end(buf, start, len(buf), searched=searched, max_bytes=1 << 16)
+        if at >= 0:
+            break
+        searched = len(buf) - start
+        buf[start : len(buf) - 2] = b"\n" * (len(buf) - 2 - start)
+    assert at == len(buf) == start + len(data)
 
 
 @pytest.mark.parametrize("max_bytes", [len(_HEAD), len(_HEAD) + 1, 4096])
@@ -664,8 +659,8 @@ def test_find_head_end_takes_a_lone_lf_as_a_line_ending(
     # RFC 9112 2.2: the first empty line ends the head, whichever line endings come before.
     for pieces in splits(data + b"body"):
         assert feed_head(pieces, prefix=b"") == end, pieces
-    buf = bytearray(data)
-    assert parse_head(bytes(buf[: head_content_end(buf, end)]), 100).headers == fields
+    head, at = ResponseReader(b"GET", ResponseLimits()).next_head(bytearray(data), 0, len(data))
+    assert (head, at) == (ResponseHead(1, 200, b"200", fields), end)
 
 
 @pytest.mark.parametrize(
@@ -1291,3 +1286,22 @@ def test_chunked_decoder_is_linear_when_fed_one_byte_at_a_time() -> None:
     buf.append(line[-1])
     assert decoder.read(buf, 0, len(buf)) == (len(line), len(line), len(line))
     assert sum(buf.searched.values()) <= 16 * len(line)
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (b"\n\n", "status line is invalid: b''"),  # nothing before the empty line
+        (b"\r\n\r\n", "status line is invalid: b''"),
+        (b"X\n\n", "status line is invalid: b'X'"),
+        (b"\rX\r\n\r\n", "status line is invalid: b'\\rX'"),
+    ],
+)
+def test_response_reader_takes_a_head_no_further_than_its_first_byte(
+    data: bytes, error: str
+) -> None:
+    # Whatever comes before `start` in the buffer (here a CR) is never taken for the head's.
+    buf = bytearray(b"\r" + data)
+    with pytest.raises(HttpProtocolError) as raised:
+        ResponseReader(b"GET", ResponseLimits()).next_head(buf, 1, len(buf))
+    assert str(raised.value) == f"response {error}"

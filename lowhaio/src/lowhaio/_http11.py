@@ -70,6 +70,7 @@ _plain_chunk_line = re.compile(rb"([0-9A-Fa-f]{1,16})\r?\n")
 _following_chunk_line = re.compile(rb"\r?\n([0-9A-Fa-f]{1,16})\r?\n")
 # RFC 9112 2.2: a line ends with LF, a CR just before it being part of the ending.
 _line_ending = re.compile(rb"\r?\n")
+_empty_line = re.compile(rb"\n\r?\n")  # the end of a line, then an empty one
 _keep_alive_timeout = re.compile(rb"(?:^|[ \t,])timeout[ \t]*=[ \t]*([0-9]{1,9})(?:$|[ \t,])")
 
 # RFC 3986 2.2 and 3.3-3.4: what may stand unencoded in a path and a query. '%' is kept so that
@@ -337,31 +338,15 @@ def find_head_end(buf: bytearray, start: int, end: int, *, searched: int, max_by
     line is the first LF CR LF or LF LF. A CR anywhere else is refused by the line's parser.
     """
     resume = start + max(searched - 2, 0)  # an empty line may straddle the old end
-    at = buf.find(b"\n\r\n", resume, end)  # CRLF CRLF, the usual ending, holds one
-    lf_lf = buf.find(b"\n\n", resume, end if at < 0 else at + 1)  # an earlier LF LF first
-    if lf_lf >= 0:
-        head_end = lf_lf + 2
-    elif at >= 0:
-        head_end = at + 3
-    else:
+    empty_line = _empty_line.search(buf, resume, end)  # one pass, in C: the earliest of both
+    if empty_line is None:
         if end - start > max_bytes:
             raise HttpHeaderTooLong(f"response head is longer than {max_bytes} bytes")
         return -1
+    head_end = empty_line.end()
     if head_end - start > max_bytes:
         raise HttpHeaderTooLong(f"response head is longer than {max_bytes} bytes")
     return head_end
-
-
-def head_content_end(buf: bytearray, head_end: int) -> int:
-    """Where the last line of a head ends, before its line ending and the empty line; `head_end`
-    is what `find_head_end` returned."""
-    at = head_end - 1  # the empty line's LF
-    if buf[at - 1] == 13:  # ... and its CR
-        at -= 1
-    at -= 1  # the LF that ends the last line
-    if buf[at - 1] == 13:
-        at -= 1
-    return at
 
 
 class ResponseHead(NamedTuple):
@@ -543,7 +528,15 @@ class ResponseReader:
             self._searched = end - start
             return None, start
         self._searched = 0
-        head = parse_head(bytes(buf[start : head_content_end(buf, at)]), limits.max_headers)
+        # The head without the empty line and the last line's ending, each LF or CR LF:
+        # written out here, not called, on the path of every response.
+        end = at - 1  # the empty line's LF
+        if buf[end - 1] == 13:  # ... and its CR (a byte of the head: the LF before it is)
+            end -= 1
+        end -= 1  # the LF that ends the last line
+        if end > start and buf[end - 1] == 13:
+            end -= 1
+        head = parse_head(bytes(buf[start:end]), limits.max_headers)
         if head.status >= 200:
             self.head = head
             self.framing = response_framing(head, self._method)

@@ -203,8 +203,10 @@ class ResponseBody:
     def trailers(self) -> Headers:
         return self._body.trailers
 
-    def __aiter__(self) -> _Iteration:
-        return _Iteration(self)
+    def __aiter__(self) -> ResponseBody | _Iteration:
+        # A body read whole already (a small one, with its head) has no connection to release
+        # early: iterated as it is, which costs no object on the path of every small request.
+        return self if self._conn is None else _Iteration(self)
 
     async def __aenter__(self) -> ResponseBody:
         return self
@@ -303,12 +305,12 @@ class ResponseBody:
         self._abandon("body abandoned")
 
     def __del__(self) -> None:
-        self._dropped()
+        if self._conn is not None:
+            self._dropped()
 
     def _dropped(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(RuntimeError):  # the event loop may already be closed
-                self._abandon("body abandoned")
+        with contextlib.suppress(RuntimeError):  # the event loop may already be closed
+            self._abandon("body abandoned")
 
 
 class _Iteration:
@@ -331,4 +333,5 @@ class _Iteration:
         await self._body.aclose()
 
     def __del__(self) -> None:
-        self._body._dropped()
+        if self._body._conn is not None:
+            self._body._dropped()
