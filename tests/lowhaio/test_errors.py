@@ -59,3 +59,19 @@ def test_request_error(
     # Safe to retry whatever the method exactly when nothing was sent, or it was stale.
     safe = issubclass(raised, lowhaio.HttpConnectionError)
     assert safe == (not sent or raised is lowhaio.HttpStaleConnectionError)
+
+
+def test_an_error_is_located_once_by_the_innermost_request_that_knows() -> None:
+    # A wrapper's request that re-raises an error of the request it wrapped keeps the
+    # wrapped request's place, not its own.
+    error = lowhaio.HttpProtocolError("bad head")
+    error.located(b"GET", "http://a:80/p", "http://a:80")
+    error.located(b"POST", "http://b:80/q", "http://b:80")
+    assert (str(error), error.method, error.url) == (
+        "http://a:80: bad head",
+        b"GET",
+        "http://a:80/p",
+    )
+    named = lowhaio.HttpDataTimeoutError("http://a:80: no progress")
+    named.located(b"GET", "http://a:80/p", "http://a:80")
+    assert str(named) == "http://a:80: no progress"  # named already: not twice

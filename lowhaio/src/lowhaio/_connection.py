@@ -188,16 +188,19 @@ class Connection(asyncio.BufferedProtocol):
 
     # Used by the request's task -------------------------------------------------------------
 
-    async def read_more(self, timeout: float, message: str | None = None) -> None:
+    async def read_more(
+        self, timeout: float, message: str | None = None, *, now: float | None = None
+    ) -> None:
         """Wait until more bytes arrive or the server closes; `eof` tells which. After `timeout`
-        seconds, HttpDataTimeoutError, with `message` if given."""
+        seconds, HttpDataTimeoutError, with `message` if given. `now`, the loop's time if the
+        caller has just read it."""
         if self._reading_paused:
             self._reading_paused = False
             self.transport.resume_reading()
         waiter = self._read_waiter = self.loop.create_future()
         self._read_timeout = timeout
         self._read_message = message
-        self._read_deadline = deadline = self.loop.time() + timeout
+        self._read_deadline = deadline = (self.loop.time() if now is None else now) + timeout
         # One timer per connection rather than one per wait: it is moved only when this wait
         # must end before it fires, and when it fires for a later deadline it moves itself.
         if self._watchdog is None or deadline < self._watch_at:

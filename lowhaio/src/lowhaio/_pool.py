@@ -41,7 +41,14 @@ from ._http11 import (
     request_head,
     request_target,
 )
-from ._response import HeadLimits, ResponseBody, await_continue, early_response, read_head
+from ._response import (
+    BodySettings,
+    HeadLimits,
+    ResponseBody,
+    await_continue,
+    early_response,
+    read_head,
+)
 from ._state import Addresses, PoolState
 from ._trace import Tracer
 
@@ -151,7 +158,7 @@ class Prepared:
     `HttpInvalidRequestError` is raised here, before DNS or a connection. (A class whose
     constructor does the work: one call on the path of every request, not two.)"""
 
-    __slots__ = ("chunks", "framing", "head", "method", "target", "url")
+    __slots__ = ("chunks", "framing", "head", "method", "request_id", "target", "trace", "url")
 
     def __init__(
         self,
@@ -163,6 +170,8 @@ class Prepared:
         body_args: tuple[Any, ...],
         body_kwargs: Mapping[str, Any],
     ) -> None:
+        self.request_id = 0  # the pool's number for it, and its tracer if tracing: set after
+        self.trace: Tracer | None = None
         self.method = method
         self.url = url
         self.target = target = parse_url(url)
@@ -339,6 +348,7 @@ def Pool(
         tracer,
     )
     lifetime = _Lifetime(state)  # held by `request` and `close`, and so by the caller
+    body_settings = BodySettings(state, read_timeout, head_limits, response_limits)
     dns_resolver: DnsResolver | None = None
     addresses_of: DnsAnswers | None = None
     ssl_context: ssl.SSLContext | None = None
@@ -442,6 +452,7 @@ def Pool(
         prepared = None
         try:
             prepared = Prepared(method, url, params, headers, body, body_args, body_kwargs)
+            prepared.request_id, prepared.trace = request_id, trace
             conn = await acquire(prepared.target, request_id, trace)
             return await exchange(conn, prepared, request_id, trace)
         except BaseException as exc:
@@ -497,7 +508,7 @@ def Pool(
         return (
             head.code,
             head.headers,
-            response_body(conn, prepared, reader, sent, request_id, trace),
+            response_body(conn, prepared, reader, sent),
         )
 
     async def send_body(
@@ -516,12 +527,7 @@ def Pool(
         return await _send_body(conn, chunks, framing, write_timeout, reader, trace)
 
     def response_body(
-        conn: Connection,
-        prepared: Prepared,
-        reader: ResponseReader,
-        sent: Sent,
-        request_id: int,
-        trace: Tracer | None,
+        conn: Connection, prepared: Prepared, reader: ResponseReader, sent: Sent
     ) -> ResponseBody:
         """The body of the response, reading from `conn`; with how long the connection may
         idle after it, or None if it must be closed."""
@@ -534,16 +540,11 @@ def Pool(
             if keep_alive is None:
                 keep_alive = keep_alive_timeout
         return ResponseBody(
+            settings=body_settings,
             request=prepared,
             conn=conn,
             framing=framing,
-            limits=response_limits,
-            state=state,
             keep_alive=keep_alive,
-            timeout=read_timeout,
-            head_limits=head_limits,
-            trace=trace,
-            request_id=request_id,
         )
 
     async def close() -> None:

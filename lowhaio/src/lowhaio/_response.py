@@ -24,7 +24,6 @@ from ._http11 import (
 if TYPE_CHECKING:
     from ._pool import Prepared
     from ._state import PoolState
-    from ._trace import Tracer
 
 
 class HeadLimits(NamedTuple):
@@ -47,7 +46,7 @@ async def _next_head(
     """Read one response head, interim or final: each read within `timeout` seconds of the
     last, the whole within `limits.head_timeout` (a server sending a byte at a time is
     bounded too)."""
-    deadline = conn.loop.time() + limits.head_timeout
+    deadline = None  # set at the first wait: the clock is read once per wait, no more
     while True:
         if conn.end != conn.start:  # nothing buffered is the usual case of the first pass
             head, consumed = reader.next_head(conn.buf, conn.start, conn.end)
@@ -56,8 +55,12 @@ async def _next_head(
                 return head
         if conn.eof:
             raise reader.closed(conn.end - conn.start) from conn.lost_error
-        remaining = max(deadline - conn.loop.time(), 0.0)
-        await conn.read_more(min(timeout, remaining), limits.late if remaining < timeout else None)
+        now = conn.loop.time()
+        if deadline is None:
+            deadline = now + limits.head_timeout
+        remaining = max(deadline - now, 0.0)
+        late = limits.late if remaining < timeout else None
+        await conn.read_more(min(timeout, remaining), late, now=now)
 
 
 async def read_head(
@@ -125,6 +128,15 @@ def _take_payload(conn: Connection, body: BodyReader) -> bytes:
 _WHOLE = SizedBody(0)  # the body reader of a body read whole with its head
 
 
+class BodySettings(NamedTuple):
+    """What every response body of a pool shares: made once, with the pool."""
+
+    state: PoolState
+    timeout: float  # read_timeout
+    head_limits: HeadLimits
+    limits: ResponseLimits
+
+
 class ResponseBody:
     """The response body, an async iterator of `bytes`.
 
@@ -143,14 +155,10 @@ class ResponseBody:
         "_chunk",
         "_conn",
         "_keep_alive",
-        "_limits",
         "_line_deadline",
         "_request",
-        "_request_id",
+        "_settings",
         "_size",
-        "_state",
-        "_timeout",
-        "_trace",
         "history",
         "url",
     )
@@ -158,29 +166,20 @@ class ResponseBody:
     def __init__(
         self,
         *,
+        settings: BodySettings,
         request: Prepared,
         conn: Connection,
         framing: ResponseFraming,
-        limits: ResponseLimits,
-        state: PoolState,
         keep_alive: float | None,
-        timeout: float,
-        head_limits: HeadLimits,
-        trace: Tracer | None,
-        request_id: int,
     ) -> None:
         self.url = request.url  # the URL this response answers
-        self._request = request  # for errors, which say where it went
+        self._request = request  # for errors, which say where it went, and for tracing
         # The redirects followed to reach it, oldest first, as (status code, URL that answered
         # with it): set by a wrapper that follows redirects, empty otherwise.
         self.history: tuple[tuple[bytes, str], ...] = ()
-        self._state = state
+        self._settings = settings
         self._keep_alive = keep_alive  # seconds the connection may idle after; None: close it
-        self._timeout = timeout
-        self._limits = head_limits
         self._line_deadline: float | None = None  # while waiting on framing, not payload
-        self._trace = trace
-        self._request_id = request_id
         self._abandoned: str | None = None  # why the body was closed before its end
         length = framing.length
         start = conn.start
@@ -195,7 +194,7 @@ class ResponseBody:
             self._finish(conn)
             return
         self._conn: Connection | None = conn  # None once the body is read or abandoned
-        self._body = body_reader(framing, limits)
+        self._body = body_reader(framing, settings.limits)
         self._chunk = b""
         self._size = 0
 
@@ -240,8 +239,9 @@ class ResponseBody:
                 error = translated(exc, True, str(conn.origin))
             if isinstance(error, HttpError):
                 self._request.locate(error)
-            if self._trace is not None:
-                self._trace.emit("request_failed", request_id=self._request_id, error=error)
+            trace = self._request.trace
+            if trace is not None:
+                trace.emit("request_failed", request_id=self._request.request_id, error=error)
             if error is exc:
                 raise
             raise error from exc
@@ -268,37 +268,40 @@ class ResponseBody:
                     raise conn.lost_error  # a reset, not a close: the body may be cut short
                 self._finish(conn)
                 return b""
+            timeout = self._settings.timeout
             if not body.framing:
-                await conn.read_more(self._timeout)
+                await conn.read_more(timeout)
                 continue
             # A size line or trailers trickled a byte at a time: bounded as a whole.
             now = conn.loop.time()
+            limits = self._settings.head_limits
             if self._line_deadline is None:
-                self._line_deadline = now + self._limits.head_timeout
+                self._line_deadline = now + limits.head_timeout
             remaining = max(self._line_deadline - now, 0.0)
-            late = self._limits.late_line if remaining < self._timeout else None
-            await conn.read_more(min(self._timeout, remaining), late)
+            late = limits.late_line if remaining < timeout else None
+            await conn.read_more(min(timeout, remaining), late, now=now)
 
     def _finish(self, conn: Connection) -> None:
         """Hand `conn` back to the pool: the whole body has been read from it."""
         self._conn = None
-        if self._trace is not None:
-            self._trace.emit(
+        trace = self._request.trace
+        if trace is not None:
+            trace.emit(
                 "response_body_received",
-                request_id=self._request_id,
+                request_id=self._request.request_id,
                 size=self._size,
                 trailers=self.trailers,
             )
         # Bytes after the end of the response, unasked for, mean the connection is not reused.
         reusable = conn.start == conn.end
-        self._state.release(conn, self._keep_alive if reusable else None)
+        self._settings.state.release(conn, self._keep_alive if reusable else None)
 
     def _abandon(self, reason: str) -> None:
         conn = self._conn
         if conn is not None:
             self._conn = None
             self._abandoned = reason
-            self._state.discard(conn, reason)
+            self._settings.state.discard(conn, reason)
 
     async def aclose(self) -> None:
         """Stop reading: the connection is closed unless the body was read to its end."""
