@@ -492,9 +492,14 @@ def Pool(
                 reused=reused,
                 answered=conn.received > received_before,
             )
-            if error is exc:
+            try:
+                if error is not exc:
+                    raise error from exc
                 raise
-            raise error from exc
+            finally:
+                # Not kept in this frame, which the error's traceback holds: that cycle would
+                # keep the frame's response and connection until the garbage collector ran.
+                del error
         if sent.caller_error is not None:
             state.discard(conn, "error")
             raise sent.caller_error

@@ -220,15 +220,8 @@ class ResponseBody:
             return chunk
         conn = self._conn
         if conn is None:
-            if self._abandoned is not None:
-                # Read after a `break`, `aclose()` or an error: not an end, or it would look
-                # like a body cut short silently.
-                closed = HttpConnectionClosedError(
-                    f"the body was closed before its end ({self._abandoned}): its connection"
-                    " is closed"
-                )
-                self._request.locate(closed)
-                raise closed
+            if self._abandoned is not None:  # after a `break`, `aclose()` or an error
+                raise self._closed_early()
             raise StopAsyncIteration
         try:
             chunk = await self._next(conn, self._body)
@@ -242,9 +235,12 @@ class ResponseBody:
             trace = self._request.trace
             if trace is not None:
                 trace.emit("request_failed", request_id=self._request.request_id, error=error)
-            if error is exc:
+            try:
+                if error is not exc:
+                    raise error from exc
                 raise
-            raise error from exc
+            finally:
+                del error  # not kept in this frame: see _pool.exchange
         if not chunk:
             raise StopAsyncIteration
         return chunk
@@ -263,7 +259,10 @@ class ResponseBody:
             if conn.eof:
                 error = body.closed()
                 if error is not None:
-                    raise error from conn.lost_error
+                    try:
+                        raise error from conn.lost_error
+                    finally:
+                        del error  # not kept in this frame: see _pool.exchange
                 if conn.lost_error is not None:
                     raise conn.lost_error  # a reset, not a close: the body may be cut short
                 self._finish(conn)
@@ -280,6 +279,15 @@ class ResponseBody:
             remaining = max(self._line_deadline - now, 0.0)
             late = limits.late_line if remaining < timeout else None
             await conn.read_more(min(timeout, remaining), late, now=now)
+
+    def _closed_early(self) -> HttpConnectionClosedError:
+        """The error of a read after the body was left before its end: not an end, or it
+        would look like a body cut short silently."""
+        closed = HttpConnectionClosedError(
+            f"the body was closed before its end ({self._abandoned}): its connection is closed"
+        )
+        self._request.locate(closed)
+        return closed
 
     def _finish(self, conn: Connection) -> None:
         """Hand `conn` back to the pool: the whole body has been read from it."""
