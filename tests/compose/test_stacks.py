@@ -1,6 +1,8 @@
 """Wrappers stacked in either order: a streamed POST body, redirected with 307 and replayed
 byte for byte, over a server that drops the first attempt at the redirect's target while its
-body is still coming (so the request was not processed, and even a POST is safe to retry)."""
+body is still coming (so the request was not processed, and even a POST is safe to retry); and
+the final URL and the redirects followed, on the body returned, whichever way retries and
+redirects nest."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import hashlib
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from conftest import serve
+from conftest import Recorder, respond_with, serve
 
 import lowhaio
 from lowhaio_redirect import redirectable
@@ -122,3 +124,46 @@ async def test_what_retry_replays_depends_on_where_it_stands(
         await close()
     assert [line.split(b" ")[1] for line, _ in script.seen] == targets
     assert server.connections == 2
+
+
+MOVED = b"HTTP/1.1 302 Found\r\nlocation: /b\r\ncontent-length: 0\r\n\r\n"
+BUSY = b"HTTP/1.1 503 Busy\r\ncontent-length: 4\r\n\r\nbusy"
+DONE = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ndone"
+
+
+def retry_outside(request: lowhaio.Request) -> lowhaio.Request:
+    return retry(redirectable(request), statuses=(b"503",), backoff=0)
+
+
+def retry_inside(request: lowhaio.Request) -> lowhaio.Request:
+    return redirectable(retry(request, statuses=(b"503",), backoff=0))
+
+
+@pytest.mark.parametrize(
+    ("stack", "replies", "paths"),
+    [
+        # A retried attempt after a redirect: the whole chain again, or the hop again.
+        (retry_outside, (MOVED, BUSY, MOVED, DONE), b"/a /b /a /b"),
+        (retry_inside, (MOVED, BUSY, DONE), b"/a /b /b"),
+        # A redirect inside a retried attempt: the 503 is not a hop.
+        (retry_outside, (BUSY, MOVED, DONE), b"/a /a /b"),
+        (retry_inside, (BUSY, MOVED, DONE), b"/a /a /b"),
+    ],
+    ids=[
+        "retry(redirectable)-503-after-the-redirect",
+        "redirectable(retry)-503-after-the-redirect",
+        "retry(redirectable)-503-before-the-redirect",
+        "redirectable(retry)-503-before-the-redirect",
+    ],
+)
+async def test_the_body_returned_has_the_final_url_and_only_the_redirects_followed(
+    stack: Stack, replies: tuple[bytes, ...], paths: bytes
+) -> None:
+    recorder = Recorder()
+    async with serve(respond_with(*replies)) as server:  # one connection, answers in turn
+        request, close = lowhaio.Pool(plugins=(recorder,))
+        code, _, body = await stack(request)(b"GET", server.url("/a"))
+        assert (code, await lowhaio.buffered(body)) == (b"200", b"done")
+        await close()
+    assert [fields["path"] for _, fields in recorder.select("request_head_sent")] == paths.split()
+    assert (body.url, body.history) == (server.url("/b"), ((b"302", server.url("/a")),))

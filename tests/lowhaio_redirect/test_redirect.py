@@ -33,6 +33,7 @@ from lowhaio import (
     Response,
     buffered,
     empty_body,
+    streamed,
 )
 from lowhaio_redirect import HttpRedirectRefused, HttpTooManyRedirects, redirectable
 
@@ -327,6 +328,53 @@ async def test_a_redirect_loop_ends() -> None:
     assert site.targets == [b"/a", b"/b"] * 5 + [b"/a"]
 
 
+# What a crawler sees: the final URL and the hops, on the body ------------------------------
+
+
+async def test_the_body_has_the_final_url_and_every_hop_followed() -> None:
+    async with serve_site() as a, serve_site() as b, client() as request:
+        a.route(b"/start", redirect(301, "/moved"))
+        a.route(b"/moved", redirect(302, b.url("/x/y")))  # absolute, to another origin
+        b.route(b"/x/y", redirect(307, "z?q=1"))  # relative to the path
+        b.route(b"/x/z?q=1", redirect(308, "../end#top"))  # the fragment dropped
+        code, _, body = await request(b"GET", a.url("/start"))
+        assert (code, await buffered(body)) == (b"200", b"/end")
+    assert body.url == b.url("/end")
+    assert body.history == (
+        (b"301", a.url("/start")),
+        (b"302", a.url("/moved")),
+        (b"307", b.url("/x/y")),
+        (b"308", b.url("/x/z?q=1")),
+    )
+
+
+async def test_a_303_after_a_post_is_in_the_history_of_the_get() -> None:
+    async with serve_site() as site, client() as request:
+        site.route(b"/form", redirect(303, "/result"))
+        code, _, body = await request(
+            b"POST",
+            site.url("/form"),
+            headers=((b"content-length", b"3"),),
+            body=streamed(b"a=1"),
+        )
+        assert (code, await buffered(body)) == (b"200", b"/result")
+    assert [request_head.split(b" ")[0] for request_head in site.heads] == [b"POST", b"GET"]
+    assert (body.url, body.history) == (site.url("/result"), ((b"303", site.url("/form")),))
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [response(200, body=b"here"), response(302, body=b"here")],  # a 302 without Location
+    ids=["200", "302-without-location"],
+)
+async def test_a_response_not_redirected_answers_the_url_as_given(reply: bytes) -> None:
+    async with serve_site() as site, client() as request:
+        site.route(b"/a?q=1&p=2", reply)
+        _, _, body = await request(b"GET", site.url("/a?q=1"), params=[("p", "2")])
+        assert await buffered(body) == b"here"
+    assert (body.url, body.history) == (site.url("/a?q=1"), ())
+
+
 # Responses returned as they are ------------------------------------------------------------
 
 
@@ -598,7 +646,11 @@ async def test_wrapping_itself_is_harmless() -> None:
         request, close = Pool()
         twice = redirectable(redirectable(request), max_redirects=0)
         chain(site)
-        assert await fetch(twice, b"GET", site.url("/0")) == (b"200", b"/3")
+        code, _, body = await twice(b"GET", site.url("/0"))
+        assert (code, await buffered(body)) == (b"200", b"/3")
         await close()
     assert site.targets == [b"/0", b"/1", b"/2", b"/3"]
     assert site.connections == 1
+    # The outer one followed no redirect: the hops stay those the inner one followed.
+    assert body.url == site.url("/3")
+    assert body.history == tuple((b"301", site.url(f"/{i}")) for i in range(3))

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import Server, pool, read_request, serve
+from conftest import Recorder, Server, pool, read_request, serve
 from retry_support import NOW, FakeTime, retrying
 
 from lowhaio import (
@@ -22,10 +22,11 @@ from lowhaio import (
     HttpDataError,
     HttpInvalidRequestError,
     HttpProtocolError,
+    HttpTimeoutError,
     buffered,
     streamed,
 )
-from lowhaio_retry import retry, retry_after
+from lowhaio_retry import HttpDeadlineExceeded, retry, retry_after
 
 CLOSE = b""  # a reply that reads the request, then closes the connection without answering
 HANG = b"hang"  # a reply that reads the request, then never answers
@@ -341,7 +342,15 @@ async def test_backoff_is_exponential_capped_with_full_jitter(
 # Deadline ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("deadline", "delays"), [(0.4, []), (1.0, [0.5]), (1.5, [0.5, 1.0])])
+@pytest.mark.parametrize(
+    ("deadline", "delays"),
+    [
+        (0.4, []),
+        (1.0, [0.5]),
+        (1.5, [0.5]),  # a wait that ends at the deadline leaves no time for an attempt
+        (1.6, [0.5, 1.0]),
+    ],
+)
 async def test_no_wait_goes_past_the_deadline(deadline: float, delays: list[float]) -> None:
     fake = FakeTime()  # backoff 1.0 with jitter 0.5: waits of 0.5, 1.0, 2.0...
     seen: list[BaseException | bytes] = []
@@ -369,6 +378,74 @@ async def test_the_deadline_counts_from_each_call() -> None:
             with pytest.raises(HttpConnectionError):
                 await retriable(b"GET", url)
     assert fake.delays == [0.5, 0.5]
+
+
+def elapsed_since(start: float) -> float:
+    return asyncio.get_running_loop().time() - start
+
+
+async def test_an_attempt_in_flight_is_given_up_at_the_deadline() -> None:
+    # The issue: retry(request, deadline=2) returned a 5 s response after 5 s.
+    script = Script(HANG, OK)
+    fake = FakeTime()
+    recorder = Recorder()
+    async with serve(script) as server, pool(read_timeout=1, plugins=(recorder,)) as request:
+        retriable = retrying(request, fake, deadline=0.1)
+        start = asyncio.get_running_loop().time()
+        with pytest.raises(HttpTimeoutError) as info:
+            await retriable(b"GET", server.url())
+        assert 0.09 < elapsed_since(start) < 0.5  # the deadline, not read_timeout
+        await recorder.wait("connection_closed")
+        closed = [fields["reason"] for _, fields in recorder.select("connection_closed")]
+    assert isinstance(info.value, HttpDeadlineExceeded)
+    assert isinstance(info.value, HttpDataError)  # the request may have been processed
+    assert "the deadline of 0.1 s passed" in str(info.value)
+    assert isinstance(info.value.__cause__, TimeoutError)
+    assert closed == ["error"]  # given up: its connection closed, not reused
+    assert len(script.requests) == 1
+    assert fake.delays == []
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0  # the deadline's cancellation taken back
+
+
+async def test_the_waits_count_against_the_attempt_in_flight() -> None:
+    script = Script(CLOSE, HANG)
+    fake = FakeTime()
+    async with serve(script) as server, pool(read_timeout=2) as request:
+        retriable = retrying(request, fake, backoff=1.6, deadline=1.0)  # a wait of 0.8 s
+        start = asyncio.get_running_loop().time()
+        with pytest.raises(HttpDeadlineExceeded):
+            await retriable(b"GET", server.url())
+        assert elapsed_since(start) < 0.6  # what the wait left (0.2 s), not the whole deadline
+    assert fake.delays == pytest.approx([0.8])
+    assert len(script.requests) == 2
+
+
+async def test_dropping_the_body_of_a_response_to_retry_is_within_the_deadline() -> None:
+    stalled = b"HTTP/1.1 503 Busy\r\ncontent-length: 100\r\n\r\npart"  # the rest never comes
+    script = Script(stalled, OK)
+    fake = FakeTime()
+    async with serve(script) as server, pool(read_timeout=1) as request:
+        retriable = retrying(request, fake, statuses=(b"503",), discard_limit=1000, deadline=0.1)
+        start = asyncio.get_running_loop().time()
+        with pytest.raises(HttpDeadlineExceeded):
+            await retriable(b"GET", server.url())
+        assert elapsed_since(start) < 0.5
+    assert len(script.requests) == 1
+    assert fake.delays == []
+
+
+async def test_the_deadline_does_not_bound_reading_the_body_returned() -> None:
+    big = b"x" * MIB  # more than the client's read buffer: read mostly after the return
+    script = Script(reply(body=big))
+    async with serve(script) as server, pool() as request:
+        code, _, body = await retrying(request, FakeTime(), deadline=0.05)(b"GET", server.url())
+        await asyncio.sleep(0.1)  # past the deadline: nothing of it is left to fire
+        assert (code, await buffered(body)) == (b"200", big)
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0
 
 
 # Statuses ----------------------------------------------------------------------------------
@@ -457,7 +534,8 @@ async def test_when_attempts_run_out_the_last_response_is_returned() -> None:
     assert len(script.requests) == 2
 
 
-@pytest.mark.parametrize(("retry_after_value", "retried"), [(b"3", True), (b"5", False)])
+# A wait that would end at the deadline is not taken either.
+@pytest.mark.parametrize(("retry_after_value", "retried"), [(b"2", True), (b"3", False)])
 async def test_a_status_is_not_retried_past_the_deadline(
     retry_after_value: bytes, retried: bool
 ) -> None:
@@ -468,7 +546,7 @@ async def test_a_status_is_not_retried_past_the_deadline(
         code, _, body = await retriable(b"GET", server.url())
         expected = (b"200", b"ok") if retried else (b"503", b"busy")
         assert (code, await buffered(body)) == expected
-    assert fake.delays == ([3.0] if retried else [])
+    assert fake.delays == ([2.0] if retried else [])
 
 
 @pytest.mark.parametrize("statuses", [(), (b"503",)])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 
@@ -444,15 +445,41 @@ async def test_a_cancellation_during_the_upload_is_not_retried() -> None:
     assert server.connections == 1
 
 
-async def test_a_callers_timeout_is_not_retried() -> None:
+@pytest.mark.parametrize("deadline", [None, 5.0])
+async def test_a_callers_timeout_is_not_retried(deadline: float | None) -> None:
     script = Script(HANG, OK)
     fake = FakeTime()
     async with serve(script) as server, pool() as request:
-        retriable = retrying(request, fake, exception_intervals=((Exception, (0, 0)),))
-        with pytest.raises(TimeoutError):
+        retriable = retrying(
+            request, fake, exception_intervals=((Exception, (0, 0)),), deadline=deadline
+        )
+        with pytest.raises(TimeoutError):  # the caller's own (HttpDeadlineExceeded is not one)
             async with asyncio.timeout(0.05):
                 await retriable(b"GET", server.url())
         await asyncio.sleep(0.02)
+    assert fake.delays == []
+    assert len(script.heads) == 1
+
+
+async def test_a_cancellation_as_the_deadline_passes_is_the_callers() -> None:
+    """The caller's cancellation and the deadline reach the attempt in the same turn of the
+    event loop: the caller's is raised as it is, and the task's count is the caller's alone
+    (the deadline's own cancellation is taken back)."""
+    script = Script(HANG, OK)
+    fake = FakeTime()
+    async with serve(script) as server, pool() as request:
+        retriable = retrying(request, fake, deadline=0.05)
+        task = asyncio.ensure_future(retriable(b"GET", server.url()))
+        async with asyncio.timeout(1):
+            await script.received.wait()
+        # The loop blocked past the deadline, whose timer is then due in the next turn, and the
+        # caller's cancellation in a callback that runs in that turn too, just before it.
+        time.sleep(0.1)  # noqa: ASYNC251
+        asyncio.get_running_loop().call_soon(task.cancel)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.02)
+    assert task.cancelling() == 1
     assert fake.delays == []
     assert len(script.heads) == 1
 

@@ -4,8 +4,10 @@ Strategy: the wrapper is a loop in the caller's task around the wrapped `request
 decides the next method, headers and body from the status code alone, resolves `Location`
 against the current URL (RFC 3986 5), refuses what would be unsafe to follow (another scheme,
 https to http, credentials to another origin), and drops the intermediate response's body with
-`lowhaio.discard`, so the pool keeps or closes its connection. The policy is fixed when the
-request is wrapped; per-call state stays in the loop.
+`lowhaio.discard`, so the pool keeps or closes its connection. The hops followed are written on
+the final response's body (`url`, `history`), so the `(code, headers, body)` shape that every
+wrapper composes on stays as it is. The policy is fixed when the request is wrapped; per-call
+state stays in the loop.
 """
 
 from __future__ import annotations
@@ -128,6 +130,8 @@ def redirectable(
     GET without body; 307 and 308 keep the method, headers and body (the body factory is called
     again). Credentials (`authorization`, `cookie`, `proxy-authorization`) and a `host` header
     are dropped when the origin changes. A redirect without `Location` is returned as it is.
+    The final response's body has `url`, the URL it answers (the last one followed), and
+    `history`, each redirect followed as `(code, URL that answered with it)`, oldest first.
     Raises `HttpTooManyRedirects` past `max_redirects`, and `HttpRedirectRefused` for a
     `Location` that is not http(s), or that goes from https to http unless `allow_insecure`.
     Each intermediate body is read and dropped if at most `discard_limit` bytes, else its
@@ -144,7 +148,7 @@ def redirectable(
         body_kwargs: Mapping[str, Any] = _NO_KWARGS,
     ) -> Response:
         params, headers = tuple(params), tuple(headers)
-        urls = [url]
+        history: list[tuple[bytes, str]] = []  # (code, the URL that answered it) of each hop
         location = ""
         while True:
             code, response_headers, response_body = await request(
@@ -152,13 +156,18 @@ def redirectable(
             )
             location_header = next((v for k, v in response_headers if k == b"location"), None)
             if code not in REDIRECT_CODES or location_header is None:
+                # With no hop followed here, the body stays as the layer below made it (which
+                # may be another redirectable that followed some).
+                if history:
+                    response_body.url, response_body.history = url, tuple(history)
                 return code, response_headers, response_body
             await discard(response_body, discard_limit)
             location = location_header.decode("utf-8", "replace")
             next_url = _next_url(_requested(url, params), location, allow_insecure)
-            urls.append(next_url)
-            if len(urls) - 1 > max_redirects:
-                raise HttpTooManyRedirects(f"more than {max_redirects} redirects", tuple(urls))
+            history.append((code, url))
+            if len(history) > max_redirects:
+                urls = (*(hop_url for _, hop_url in history), next_url)
+                raise HttpTooManyRedirects(f"more than {max_redirects} redirects", urls)
             if (code == b"303" and method != b"HEAD") or (
                 code in (b"301", b"302") and method == b"POST"
             ):

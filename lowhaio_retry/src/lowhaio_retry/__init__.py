@@ -8,8 +8,20 @@ retriable_request = retry(request, statuses=(b"429", b"503"))
 code, headers, body = await retriable_request(b"GET", "https://example.com/path")
 """
 
-from ._retry import IDEMPOTENT_METHODS, NOT_PROCESSED_STATUSES, retry, retry_after
+from ._retry import (
+    IDEMPOTENT_METHODS,
+    NOT_PROCESSED_STATUSES,
+    HttpDeadlineExceeded,
+    retry,
+    retry_after,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["IDEMPOTENT_METHODS", "NOT_PROCESSED_STATUSES", "retry", "retry_after"]
+__all__ = [
+    "IDEMPOTENT_METHODS",
+    "NOT_PROCESSED_STATUSES",
+    "HttpDeadlineExceeded",
+    "retry",
+    "retry_after",
+]

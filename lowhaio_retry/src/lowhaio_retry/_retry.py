@@ -4,8 +4,10 @@ Strategy: a loop in the caller's task around the wrapped `request`. Whether an e
 retried comes from lowhaio's exceptions: `HttpConnectionError` means the server did not
 process the request (nothing was sent, or a stale connection), so any method may be retried;
 `HttpDataError` means it may have, so only idempotent methods are (RFC 9110 9.2.2). Waits grow
-exponentially with full jitter, capped, within an optional overall deadline; statuses such as
-429 and 503 can be retried too, honouring `Retry-After`. The body is replayed by calling its
+exponentially with full jitter, capped; statuses such as 429 and 503 can be retried too,
+honouring `Retry-After`. An optional deadline bounds the whole call: no wait goes up to it, and
+an attempt still in flight when it passes is cancelled with `asyncio.timeout` (no task is
+created, and a caller's own cancellation passes through). The body is replayed by calling its
 factory again. The policy is fixed when the request is wrapped, and never changes.
 """
 
@@ -14,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import datetime
 import email.utils
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from types import MappingProxyType
+from types import MappingProxyType, TracebackType
 from typing import Any
 
 from lowhaio import (
@@ -26,6 +29,7 @@ from lowhaio import (
     Headers,
     HttpConnectionError,
     HttpDataError,
+    HttpTimeoutError,
     Params,
     Request,
     RequestHeaders,
@@ -46,6 +50,40 @@ ExceptionIntervals = Sequence[
 OnRetry = Callable[[int, float, "BaseException | bytes"], object]
 
 _NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
+
+
+class HttpDeadlineExceeded(HttpDataError, HttpTimeoutError):
+    """`retry`'s `deadline` passed while an attempt was in flight: the attempt was given up and
+    its connection closed. The request may have been processed (the wrapper cannot see how far
+    the attempt went), so, as an `HttpDataError` says, retry it only if it is idempotent."""
+
+
+class _Within:
+    """`async with _Within(seconds, message):` bounds an attempt by `seconds` (None: unbounded)
+    with `asyncio.timeout`, which creates no task, lets a caller's cancellation through as it
+    is, and takes back its own (the task's cancellation count is left as it was). When it
+    expires, what the attempt awaited was cancelled (the core closes the connection then), and
+    `HttpDeadlineExceeded(message)` is raised."""
+
+    __slots__ = ("_message", "_timeout")
+
+    def __init__(self, seconds: float | None, message: str) -> None:
+        self._timeout = asyncio.timeout(seconds)
+        self._message = message
+
+    async def __aenter__(self) -> None:
+        await self._timeout.__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            await self._timeout.__aexit__(exc_type, exc, traceback)
+        except TimeoutError as expired:  # raised only when this timeout expired
+            raise HttpDeadlineExceeded(self._message) from expired
 
 
 def retry_after(headers: Headers, now: float) -> float | None:
@@ -91,9 +129,14 @@ def retry(
     cancellation) never. The n-th retry waits a random time up to `min(max_backoff, backoff *
     2**n)` seconds ("full jitter"). A response whose code is in `statuses` is retried too (for
     any method if 429 or 503, else only for idempotent ones), after the wait its `Retry-After`
-    asks for, capped at `max_retry_after`; its body is dropped. `deadline`, in seconds, bounds
-    the whole: no wait goes past it. When attempts run out, the last error is raised, or the
-    last response returned.
+    asks for, capped at `max_retry_after`; its body is dropped. When attempts run out, the last
+    error is raised, or the last response returned.
+
+    `deadline`, in seconds, bounds the whole call, up to the return of a response (reading its
+    body is the caller's): a wait that would reach it is not taken (the last error or response
+    is the answer then), and an attempt still in flight when it passes (connecting, sending,
+    waiting for the response head, or dropping the body of a response to retry) is given up,
+    its connection closed, and `HttpDeadlineExceeded` raised. Time is counted by `clock`.
 
     The seed's form, `exception_intervals=((HttpConnectionError, (0, 1, 2)),)`, replaces the
     rule for errors: an error of a listed class is retried after each listed interval in turn,
@@ -102,6 +145,11 @@ def retry(
     `on_retry(attempt, delay, error_or_code)` is called before each wait; `sleep`, `clock`
     (monotonic), `wall_clock` (for HTTP dates) and `jitter` (0 <= x < 1) are injectable.
     """
+
+    late = (  # HttpDeadlineExceeded's message
+        f"the deadline of {deadline} s passed while an attempt was in flight: it was given up,"
+        " and the request may have been processed"
+    )
 
     def error_delay(
         exc: Exception, method: bytes, retries: int, used: dict[int, int]
@@ -139,24 +187,29 @@ def retry(
         body_kwargs: Mapping[str, Any] = _NO_KWARGS,
     ) -> Response:
         params, headers = tuple(params), tuple(headers)
-        give_up_at = None if deadline is None else clock() + deadline
+        give_up_at = math.inf if deadline is None else clock() + deadline
         used: dict[int, int] = {}  # retries taken from each entry of exception_intervals
         retries = 0
         while True:
-            try:
-                response = await request(method, url, params, headers, body, body_args, body_kwargs)
-            except Exception as exc:
-                delay = error_delay(exc, method, retries, used)
-                if delay is None or (give_up_at is not None and clock() + delay > give_up_at):
-                    raise
-                reason: BaseException | bytes = exc
-            else:
-                code, response_headers, response_body = response
-                delay = status_delay(code, response_headers, method, retries)
-                if delay is None or (give_up_at is not None and clock() + delay > give_up_at):
-                    return response
-                await discard(response_body, discard_limit)
-                reason = code
+            # Each attempt within what is left of the deadline. A retry is made only if its
+            # wait ends before the deadline (">="): an attempt begun at it would only be given up.
+            async with _Within(None if deadline is None else give_up_at - clock(), late):
+                try:
+                    response = await request(
+                        method, url, params, headers, body, body_args, body_kwargs
+                    )
+                except Exception as exc:
+                    delay = error_delay(exc, method, retries, used)
+                    if delay is None or clock() + delay >= give_up_at:
+                        raise
+                    reason: BaseException | bytes = exc
+                else:
+                    code, response_headers, response_body = response
+                    delay = status_delay(code, response_headers, method, retries)
+                    if delay is None or clock() + delay >= give_up_at:
+                        return response
+                    await discard(response_body, discard_limit)
+                    reason = code
             retries += 1
             if on_retry is not None:
                 on_retry(retries, delay, reason)
