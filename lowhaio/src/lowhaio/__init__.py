@@ -28,6 +28,14 @@ from ._exceptions import (
     HttpTlsError,
     HttpTooManyHeaders,
 )
+from ._helpers import (
+    JSON_LIMIT_BYTES,
+    HttpBodyTooLong,
+    JsonBody,
+    header_values,
+    json_body,
+    read_json,
+)
 from ._http11 import Headers
 from ._pool import (
     BodyFactory,
@@ -48,6 +56,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DISCARD_LIMIT_BYTES",
+    "JSON_LIMIT_BYTES",
     "BodyFactory",
     "Close",
     "Headers",
@@ -58,6 +67,7 @@ __all__ = [
     "HttpConnectionError",
     "HttpDataError",
     "HttpDataTimeoutError",
+    "HttpBodyTooLong",
     "HttpDnsError",
     "HttpDnsTimeoutError",
     "HttpError",
@@ -70,6 +80,7 @@ __all__ = [
     "HttpTimeoutError",
     "HttpTlsError",
     "HttpTooManyHeaders",
+    "JsonBody",
     "Pool",
     "Request",
     "RequestHeaders",
@@ -80,7 +91,10 @@ __all__ = [
     "default_ssl_context",
     "discard",
     "empty_body",
+    "header_values",
     "hookimpl",
+    "json_body",
+    "read_json",
     "streamed",
     "target_of",
 ]
