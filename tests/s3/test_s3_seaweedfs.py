@@ -6,11 +6,14 @@ request's: it refuses a body with one wrong chunk signature and stores nothing (
 InternalError, not AWS's 403 SignatureDoesNotMatch; its log says "chunk signature does not
 match"). It does not check a signed payload's x-amz-content-sha256 against the body it receives,
 so these tests do not rely on that.
+
+The sigv4 README's examples run here too, as programs, against this server (`test_readme_example`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import pathlib
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,6 +21,7 @@ from urllib.parse import quote
 
 import pytest
 import servers
+from readme_examples import Example, examples, run
 from s3_support import (
     KIB,
     MIB,
@@ -236,3 +240,31 @@ async def test_odd_key_and_query_are_signed_as_sent(seaweed: servers.SeaweedFS) 
         code, body = await read(await s3(request)(b"GET", f"{seaweed.url}/{bucket}", listing))
         assert code == 200, body
         assert ET.fromstring(body).findtext(".//{*}Contents/{*}Key") == key
+
+
+# The README's examples ------------------------------------------------------------------------
+
+# Those that name an S3 endpoint; tests/compose runs the others.
+S3_EXAMPLES = [example for example in examples() if example.uses_s3]
+README_BUCKET = "https://my-bucket.s3.eu-west-2.amazonaws.com"
+
+
+@pytest.mark.parametrize("example", S3_EXAMPLES, ids=[example.name for example in S3_EXAMPLES])
+async def test_readme_example(
+    example: Example, seaweed: servers.SeaweedFS, tmp_path: pathlib.Path
+) -> None:
+    """Run as a user would run it (see `readme_examples`): in a directory with a `big.bin` to
+    upload, the credentials in the environment, and the README's bucket a fresh bucket here."""
+    async with pool() as request:
+        bucket = await create_bucket(request, seaweed)
+    (tmp_path / "big.bin").write_bytes(random_bytes(3 * MIB + 12345))
+    environment = {
+        "AWS_ACCESS_KEY_ID": CREDENTIALS.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": CREDENTIALS.secret_access_key,
+    }
+    await run(example, {README_BUCKET: f"{seaweed.url}/{bucket}"}, tmp_path, environment)
+
+
+def test_the_sigv4_readme_has_examples_run_here() -> None:
+    assert {example.path.parent.name for example in S3_EXAMPLES} == {"lowhaio_aws_sigv4"}
+    assert all(README_BUCKET in example.code for example in S3_EXAMPLES)

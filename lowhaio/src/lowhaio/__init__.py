@@ -29,6 +29,14 @@ from ._exceptions import (
     HttpTlsError,
     HttpTooManyHeaders,
 )
+from ._helpers import (
+    JSON_LIMIT_BYTES,
+    HttpBodyTooLong,
+    JsonBody,
+    header_values,
+    json_body,
+    read_json,
+)
 from ._http11 import Headers, basic_auth
 from ._pool import (
     BodyFactory,
@@ -50,6 +58,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DISCARD_LIMIT_BYTES",
+    "JSON_LIMIT_BYTES",
     "BodyFactory",
     "Close",
     "Headers",
@@ -60,6 +69,7 @@ __all__ = [
     "HttpConnectionError",
     "HttpDataError",
     "HttpDataTimeoutError",
+    "HttpBodyTooLong",
     "HttpDnsError",
     "HttpDnsTimeoutError",
     "HttpError",
@@ -73,6 +83,7 @@ __all__ = [
     "HttpTimeoutError",
     "HttpTlsError",
     "HttpTooManyHeaders",
+    "JsonBody",
     "Pool",
     "PoolFunctions",
     "Request",
@@ -85,7 +96,10 @@ __all__ = [
     "default_ssl_context",
     "discard",
     "empty_body",
+    "header_values",
     "hookimpl",
+    "json_body",
+    "read_json",
     "streamed",
     "target_of",
 ]

@@ -359,7 +359,16 @@ def presigned_url(
 ) -> str:
     """A URL that lets its holder make this one request, signed in its query, for `expires`
     seconds (query-string authentication; the payload is UNSIGNED-PAYLOAD; only `host` is
-    signed)."""
+    signed). Synchronous: it takes `Credentials` themselves, not the async callable that
+    `signed` takes (`presigned_url(await get_credentials(), ...)`)."""
+    if not isinstance(credentials, Credentials):
+        # The async callable `signed` takes, passed here too, would fail later as an
+        # AttributeError that names neither the argument nor the fix.
+        raise TypeError(
+            "presigned_url takes Credentials, not "
+            f"{type(credentials).__name__}: for a credentials callable, pass"
+            " `await credentials()`"
+        )
     date = clock().astimezone(UTC)
     credential_scope = scope(date, region, service)
     auth_params = [
