@@ -153,6 +153,20 @@ def respond_with(*responses: bytes, close: bool = False) -> Handler:
     return handler
 
 
+def recording(heads: list[bytes]) -> Handler:
+    """A handler that keeps the head of every request it receives, answering each 200 "ok" on
+    a connection kept open."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head, _ = await read_request(reader)
+            heads.append(head)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            await writer.drain()
+
+    return handler
+
+
 @contextlib.asynccontextmanager
 async def pool(**kwargs: Any) -> AsyncIterator[Request]:
     """A `lowhaio.Pool(**kwargs)`'s request, the pool closed when the block exits."""

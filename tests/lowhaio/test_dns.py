@@ -3,8 +3,9 @@ answers names, scripted HTTP servers on loopback addresses count the connections
 and a recording plugin sees which connections the pool opens, reuses and closes, and why.
 
 Resolving (AAAA then A, cached by TTL), following DNS changes, Happy Eyeballs across several
-addresses, DNS and connect failures, and the default resolver. No query ever leaves loopback:
-`dns_stays_on_loopback` fails any test whose resolver tries to send one elsewhere.
+addresses, DNS and connect failures, the default resolver, and the names it asks for a host
+from the search list and ndots of a resolv.conf that the test writes. No query ever leaves
+loopback: `dns_stays_on_loopback` fails any test whose resolver tries to send one elsewhere.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import errno
 import ipaddress
 import os
+import pathlib
 import resource
 import select
 import socket
@@ -24,7 +26,7 @@ from typing import Any
 import aiodnsresolver
 import pytest
 from aiodnsresolver import TYPES
-from conftest import Recorder, Server, get, pool, read_request, serve
+from conftest import Recorder, Server, get, pool, read_request, recording, serve
 from dnsserver import AAAA, NXDOMAIN, A, DnsServer, dns_server
 
 import lowhaio
@@ -89,6 +91,32 @@ class ScriptedResolver:
 
     async def clear_cache(self) -> None:
         await self.made[1]()
+
+
+# resolv.conf files for `searching`.
+SEARCH = "search a.test b.test\n"
+K8S = (
+    "nameserver 10.96.0.10\n"
+    "search ns.svc.cluster.local svc.cluster.local cluster.local\n"
+    "options ndots:5\n"
+)
+DOTS_15 = "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p"
+
+
+def searching(
+    dns: DnsServer, conf: str, tmp_path: pathlib.Path, tries: int = 2, timeout: float = 0.2
+) -> Callable[[], Any]:
+    """A `get_dns_resolver`: the default resolver over a resolv.conf holding `conf`, asking the
+    scripted server instead of the file's nameservers."""
+    path = tmp_path / "resolv.conf"
+    path.write_text(conf)
+    nameservers = scripted(dns, tries, timeout)
+    return lambda: lowhaio.default_dns_resolver(resolv_conf=str(path), nameservers=nameservers)
+
+
+def asked(dns: DnsServer) -> list[str]:
+    """The names the scripted server was asked, each once, in order."""
+    return list(dict.fromkeys(name for name, _ in dns.queries))
 
 
 async def ok_forever(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -236,22 +264,34 @@ async def test_an_idle_connection_is_reused_only_while_its_address_is_in_the_ans
         assert (first.connections, second.connections) == (1, 1)
 
 
-async def test_a_changed_answer_takes_effect_when_its_ttl_expires() -> None:
+@pytest.mark.parametrize(
+    ("host", "conf", "names"),
+    [
+        pytest.param(HOST, None, [HOST], id="as-written"),
+        # The search list's svc.a.test does not exist: what it lacks expires with the answer.
+        pytest.param("svc", SEARCH, ["svc.a.test", "svc.b.test"], id="expanded"),
+    ],
+)
+async def test_a_changed_answer_takes_effect_when_its_ttl_expires(
+    host: str, conf: str | None, names: list[str], tmp_path: pathlib.Path
+) -> None:
     async with (
         dns_server() as dns,
         serve(ok_forever) as first,
         serve_at("127.0.0.2", first.port) as second,
     ):
         recorder = Recorder()
-        url = f"http://{HOST}:{first.port}/"
-        async with pool(get_dns_resolver=ScriptedResolver(dns), plugins=(recorder,)) as request:
-            dns.set(HOST, a=("127.0.0.1",), ttl=1)
+        resolver = ScriptedResolver(dns) if conf is None else searching(dns, conf, tmp_path)
+        url = f"http://{host}:{first.port}/"
+        async with pool(get_dns_resolver=resolver, plugins=(recorder,)) as request:
+            dns.set(names[-1], a=("127.0.0.1",), ttl=1)
             await get(request, url)
-            dns.set(HOST, a=("127.0.0.2",), ttl=1)
+            dns.set(names[-1], a=("127.0.0.2",), ttl=1)
             await get(request, url)  # the old answer is still cached
             assert (first.connections, second.connections) == (1, 0)
 
             await asyncio.sleep(1.1)
+            await get(request, url)
             await get(request, url)
             assert (first.connections, second.connections) == (1, 1)
             assert connections(recorder) == [
@@ -259,7 +299,10 @@ async def test_a_changed_answer_takes_effect_when_its_ttl_expires() -> None:
                 ("reused", "127.0.0.1"),
                 ("closed", "127.0.0.1", "dns changed"),
                 ("opened", "127.0.0.2"),
+                ("reused", "127.0.0.2"),
             ]
+        # Each name, AAAA then A, once per TTL.
+        assert dns.queries == [(name, qtype) for name in names for qtype in (AAAA, A)] * 2
 
 
 # IPv6 ------------------------------------------------------------------------------------------
@@ -585,3 +628,245 @@ async def test_remembered_lacks_of_records_stay_bounded() -> None:
             with pytest.raises(lowhaio.HttpConnectionError):
                 await request(b"GET", f"http://kept.test:{port}/")
         assert dns.queries == []  # A from the resolver's cache, the lack of AAAA remembered
+
+
+# The search list and ndots of resolv.conf ----------------------------------------------------
+#
+# The default resolver over a resolv.conf each test writes, asking only the scripted server:
+# which names it asks for a host, in which order, and what it does with their answers.
+
+
+@pytest.mark.parametrize(
+    ("conf", "host", "names"),
+    [
+        pytest.param(SEARCH, "svc", ["svc.a.test", "svc.b.test", "svc"], id="under-ndots"),
+        pytest.param(SEARCH, "svc.x", ["svc.x", "svc.x.a.test", "svc.x.b.test"], id="at-ndots"),
+        pytest.param(
+            SEARCH + "options ndots:2\n",
+            "svc.x",
+            ["svc.x.a.test", "svc.x.b.test", "svc.x"],
+            id="under-ndots-2",
+        ),
+        pytest.param(SEARCH, "svc.x.", ["svc.x"], id="final-dot-only-as-written"),
+        pytest.param("nameserver 192.0.2.1\n", "svc", ["svc"], id="no-search-list"),
+        pytest.param("domain a.test\n", "svc", ["svc.a.test", "svc"], id="domain"),
+        pytest.param(
+            "domain c.test\n" + SEARCH,
+            "svc",
+            ["svc.a.test", "svc.b.test", "svc"],
+            id="search-after-domain-wins",
+        ),
+        pytest.param(
+            SEARCH + "domain c.test\n", "svc", ["svc.c.test", "svc"], id="domain-after-search-wins"
+        ),
+        pytest.param(SEARCH + "search c.test\n", "svc", ["svc.c.test", "svc"], id="last-search"),
+        pytest.param("search . a.test.\n", "svc", ["svc", "svc.a.test"], id="root-and-final-dot"),
+        pytest.param(
+            "# search a.test\n; search b.test\nsearch\n",
+            "svc",
+            ["svc"],
+            id="comments-and-empty-search-ignored",
+        ),
+        pytest.param(
+            SEARCH + "options ndots:0\n", "svc", ["svc", "svc.a.test", "svc.b.test"], id="ndots-0"
+        ),
+        pytest.param(
+            SEARCH + "options ndots:16\n",
+            DOTS_15,
+            [DOTS_15, f"{DOTS_15}.a.test", f"{DOTS_15}.b.test"],
+            id="ndots-16-is-15",
+        ),
+        pytest.param(
+            SEARCH + "options ndots:99999\n",
+            DOTS_15,
+            [DOTS_15, f"{DOTS_15}.a.test", f"{DOTS_15}.b.test"],
+            id="ndots-99999-is-15",
+        ),
+        pytest.param(
+            SEARCH + "options ndots:x\n",
+            "svc",
+            ["svc.a.test", "svc.b.test", "svc"],
+            id="ndots-without-digit-ignored",
+        ),
+        pytest.param(
+            SEARCH + "options rotate ndots:3 timeout:1\noptions ndots:02x\n",
+            "svc.x.y",
+            ["svc.x.y", "svc.x.y.a.test", "svc.x.y.b.test"],
+            id="last-ndots-digits",
+        ),
+    ],
+)
+async def test_the_names_asked_follow_the_search_list_and_ndots(
+    conf: str, host: str, names: list[str], tmp_path: pathlib.Path
+) -> None:
+    async with dns_server() as dns:  # every name unknown: each is asked, AAAA then A
+        async with pool(get_dns_resolver=searching(dns, conf, tmp_path)) as request:
+            with pytest.raises(lowhaio.HttpDnsError):
+                await request(b"GET", f"http://{host}:1/")
+        assert dns.queries == [(name, qtype) for name in names for qtype in (AAAA, A)]
+
+
+async def test_a_kubernetes_service_answers_by_its_short_name(tmp_path: pathlib.Path) -> None:
+    heads: list[bytes] = []
+    async with dns_server() as dns, serve(recording(heads)) as server:
+        dns.set("my-service.ns.svc.cluster.local", a=("127.0.0.1",))
+        async with pool(get_dns_resolver=searching(dns, K8S, tmp_path)) as request:
+            assert await get(request, f"http://my-service:{server.port}/") == b"ok"
+        assert asked(dns) == ["my-service.ns.svc.cluster.local"]
+        assert b"\r\nhost: my-service:%d\r\n" % server.port in heads[0]  # the name as written
+
+
+@pytest.mark.parametrize(
+    ("conf", "address"),
+    [
+        pytest.param(SEARCH, "127.0.0.1", id="as-written-first"),
+        pytest.param(SEARCH + "options ndots:2\n", "127.0.0.2", id="search-list-first"),
+    ],
+)
+async def test_the_first_name_with_an_address_answers(
+    conf: str, address: str, tmp_path: pathlib.Path
+) -> None:
+    async with (
+        dns_server() as dns,
+        serve(ok_forever) as first,
+        serve_at("127.0.0.2", first.port),
+    ):
+        dns.set("svc.x", a=("127.0.0.1",))
+        dns.set("svc.x.a.test", a=("127.0.0.2",))
+        dns.set("svc.x.b.test", a=("127.0.0.3",))
+        recorder = Recorder()
+        resolver = searching(dns, conf, tmp_path)
+        async with pool(get_dns_resolver=resolver, plugins=(recorder,)) as request:
+            assert await get(request, f"http://svc.x:{first.port}/") == b"ok"
+        assert resolved(recorder) == [(address,)]
+        assert "svc.x.b.test" not in asked(dns)
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        pytest.param(lambda dns: None, id="nxdomain"),
+        pytest.param(lambda dns: dns.set("svc.a.test"), id="no-records"),
+        pytest.param(lambda dns: dns.fail("svc.a.test", SERVFAIL), id="servfail"),
+        pytest.param(lambda dns: dns.drop("svc.a.test", qtype=AAAA), id="aaaa-lost-a-nxdomain"),
+    ],
+)
+async def test_a_name_without_an_address_passes_the_turn_to_the_next(
+    script: Callable[[DnsServer], None], tmp_path: pathlib.Path
+) -> None:
+    async with dns_server() as dns, serve(ok_forever) as server:
+        script(dns)
+        dns.set("svc.b.test", a=("127.0.0.1",))
+        dns.set("svc", a=("127.0.0.2",))
+        async with pool(get_dns_resolver=searching(dns, SEARCH, tmp_path, timeout=0.1)) as request:
+            assert await get(request, f"http://svc:{server.port}/") == b"ok"
+        assert asked(dns) == ["svc.a.test", "svc.b.test"]
+
+
+async def test_a_name_whose_queries_all_time_out_ends_the_search(tmp_path: pathlib.Path) -> None:
+    async with dns_server() as dns:
+        dns.drop("svc.a.test")
+        dns.set("svc.b.test", a=("127.0.0.1",))
+        resolver = searching(dns, SEARCH, tmp_path, tries=1, timeout=0.1)
+        async with pool(get_dns_resolver=resolver) as request:
+            before = cancelling()
+            with pytest.raises(lowhaio.HttpDnsTimeoutError) as raised:
+                await request(b"GET", "http://svc:1/")
+            assert cancelling() == before
+        assert asked(dns) == ["svc.a.test"]  # not passed over: svc.b.test may be another host
+        assert str(raised.value) == "resolving svc failed (asked svc.a.test): DnsTimeout()"
+        assert isinstance(raised.value.__cause__, aiodnsresolver.DnsTimeout)
+
+
+async def test_when_no_name_resolves_the_error_names_the_host_and_some_names_asked(
+    tmp_path: pathlib.Path,
+) -> None:
+    domains = [f"d{number}.test" for number in range(8)]
+    async with dns_server() as dns:
+        conf = "search " + " ".join(domains) + "\n"
+        async with pool(get_dns_resolver=searching(dns, conf, tmp_path)) as request:
+            with pytest.raises(lowhaio.HttpDnsError) as raised:
+                await request(b"GET", "http://svc:1/")
+        assert asked(dns) == [f"svc.{domain}" for domain in domains] + ["svc"]
+    assert type(raised.value) is lowhaio.HttpDnsError
+    assert str(raised.value) == (
+        "resolving svc failed (asked svc.d0.test, svc.d1.test, svc.d2.test, svc.d3.test,"
+        " svc.d4.test, svc.d5.test and 3 more): DnsRecordDoesNotExist()"
+    )
+    assert isinstance(raised.value.__cause__, aiodnsresolver.DnsRecordDoesNotExist)
+
+
+async def test_the_expanded_names_connection_is_reused_and_its_lacks_not_asked_again(
+    tmp_path: pathlib.Path,
+) -> None:
+    async with dns_server() as dns, serve(ok_forever) as server:
+        dns.set("svc.b.test", a=("127.0.0.1",), ttl=30)  # svc.a.test unknown, svc.b.test no AAAA
+        recorder = Recorder()
+        url = f"http://svc:{server.port}/"
+        async with pool(
+            get_dns_resolver=searching(dns, SEARCH, tmp_path), plugins=(recorder,)
+        ) as request:
+            for _ in range(3):
+                assert await get(request, url) == b"ok"
+        assert dns.queries == [
+            ("svc.a.test", AAAA),
+            ("svc.a.test", A),
+            ("svc.b.test", AAAA),
+            ("svc.b.test", A),
+        ]  # the first request only
+        assert server.connections == 1
+        assert connections(recorder) == [
+            ("opened", "127.0.0.1"),
+            ("reused", "127.0.0.1"),
+            ("reused", "127.0.0.1"),
+            ("closed", "127.0.0.1", "pool closed"),
+        ]
+
+
+@pytest.mark.parametrize("resolver", ["default", "custom"])
+async def test_a_name_with_a_final_dot_is_asked_only_as_written(
+    resolver: str, tmp_path: pathlib.Path
+) -> None:
+    heads: list[bytes] = []
+    async with dns_server() as dns, serve(recording(heads)) as server:
+        dns.set("svc.a.test", a=("127.0.0.1",))
+        get_dns_resolver = (
+            searching(dns, SEARCH, tmp_path) if resolver == "default" else ScriptedResolver(dns)
+        )
+        async with pool(get_dns_resolver=get_dns_resolver) as request:
+            assert await get(request, f"http://svc.a.test.:{server.port}/") == b"ok"
+        assert dns.queries == [("svc.a.test", AAAA), ("svc.a.test", A)]
+        assert b"\r\nhost: svc.a.test.:%d\r\n" % server.port in heads[0]  # as written
+
+
+async def test_a_name_in_etc_hosts_is_answered_from_it_before_any_search(
+    tmp_path: pathlib.Path,
+) -> None:
+    async with dns_server() as dns, serve(ok_forever) as server:
+        recorder = Recorder()
+        async with pool(
+            get_dns_resolver=searching(dns, K8S, tmp_path), plugins=(recorder,)
+        ) as request:
+            assert await get(request, f"http://localhost:{server.port}/") == b"ok"
+            assert await get(request, f"http://localhost.:{server.port}/") == b"ok"
+        assert dns.queries == []  # localhost.ns.svc.cluster.local... never asked
+        assert resolved(recorder) == [("127.0.0.1",)] * 2
+
+
+async def test_the_default_resolver_asks_the_nameservers_of_its_resolv_conf(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "resolv.conf"
+    path.write_text("nameserver 192.0.2.1\n#nameserver 192.0.2.9\nnameserver 192.0.2.2 x\n")
+    given: dict[str, Any] = {}
+
+    def resolver(**kwargs: Any) -> Any:  # nothing is asked of these: the test only lists them
+        given.update(kwargs)
+        return aiodnsresolver.Resolver(**kwargs)
+
+    monkeypatch.setattr(lowhaio._dns, "Resolver", resolver)
+    lowhaio.default_dns_resolver(resolv_conf=str(path))
+    attempts = [attempt async for attempt in given["get_nameservers"]([], b"svc")]
+    assert attempts == [
+        (0.5, (server, 53)) for _ in range(5) for server in ("192.0.2.1", "192.0.2.2")
+    ]

@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import get, pool, read_request, serve
+from conftest import get, pool, recording, serve
 
 import lowhaio
-
-OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
 
 # Every C0 control byte and DEL: 0x00-0x1f, 0x7f.
 CONTROLS = [chr(code) for code in range(0x20)] + ["\x7f"]
@@ -34,19 +32,6 @@ def _ids(value: object) -> str:
 
 
 # Harness ---------------------------------------------------------------------------------------
-
-
-def recording(heads: list[bytes]) -> Callable[..., Awaitable[None]]:
-    """A handler that records the head of every request it receives and answers OK."""
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            head, _ = await read_request(reader)
-            heads.append(head)
-            writer.write(OK)
-            await writer.drain()
-
-    return handler
 
 
 def no_dns(asked: list[str]) -> Callable[[], Any]:

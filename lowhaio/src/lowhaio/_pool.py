@@ -332,10 +332,12 @@ def Pool(
     the caller's: `async with asyncio.timeout(...)`.
     `max_head_bytes` and `max_headers` bound a response head (and the trailers);
     `max_line_bytes` a chunk-size or trailer line. `get_dns_resolver` is called once, at the
-    first name to resolve, and returns aiodnsresolver's `(resolve, clear_cache)`;
+    first name to resolve, and returns aiodnsresolver's `(resolve, clear_cache)`; if `resolve`
+    has a `names(host)` method, the names it lists are asked in turn (the default resolver's
+    follow /etc/hosts and the search list of /etc/resolv.conf), else the host alone.
     `get_ssl_context` is called once, at the first https request (a custom context should set
-    ALPN itself). `plugins` implement hooks from
-    `lowhaio.hookspecs`. May be called outside a running event loop.
+    ALPN itself). `plugins` implement hooks from `lowhaio.hookspecs`. May be called outside a
+    running event loop.
     """
     tracer = Tracer(plugins)
     head_limits = HeadLimits.of(head_timeout)
