@@ -774,7 +774,9 @@ async def test_a_name_whose_queries_all_time_out_ends_the_search(tmp_path: pathl
                 await request(b"GET", "http://svc:1/")
             assert cancelling() == before
         assert asked(dns) == ["svc.a.test"]  # not passed over: svc.b.test may be another host
-        assert str(raised.value) == "resolving svc failed (asked svc.a.test): DnsTimeout()"
+        assert str(raised.value) == (
+            "http://svc:1: resolving svc failed (asked svc.a.test): DnsTimeout()"
+        )
         assert isinstance(raised.value.__cause__, aiodnsresolver.DnsTimeout)
 
 
@@ -790,7 +792,8 @@ async def test_when_no_name_resolves_the_error_names_the_host_and_some_names_ask
         assert asked(dns) == [f"svc.{domain}" for domain in domains] + ["svc"]
     assert type(raised.value) is lowhaio.HttpDnsError
     assert str(raised.value) == (
-        "resolving svc failed (asked svc.d0.test, svc.d1.test, svc.d2.test, svc.d3.test,"
+        "http://svc:1: resolving svc failed (asked svc.d0.test, svc.d1.test, svc.d2.test,"
+        " svc.d3.test,"
         " svc.d4.test, svc.d5.test and 3 more): DnsRecordDoesNotExist()"
     )
     assert isinstance(raised.value.__cause__, aiodnsresolver.DnsRecordDoesNotExist)
