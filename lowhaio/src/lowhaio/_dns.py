@@ -218,17 +218,19 @@ class DnsAnswers:
         self._names: Callable[[str], Sequence[str]] = getattr(resolve, "names", _as_written)
         self._lacks: dict[tuple[str, TYPES], float] = {}  # (name, type) -> until (loop time)
 
-    async def __call__(self, host: str) -> tuple[str, ...]:
+    async def __call__(self, host: str, loop: asyncio.AbstractEventLoop) -> tuple[str, ...]:
+        """The addresses of `host`, asked in `loop`, the running one (given, as asking asyncio
+        for it costs a getpid() system call on Python 3.11)."""
         # One frame catches the resolver's errors and goes on: coverage's tracer loses a caller
         # whose callee caught a cancellation (aiodnsresolver's timeouts) and returned.
-        task: Any = asyncio.current_task()
+        task: Any = asyncio.current_task(loop)
         cancelling = task.cancelling()
         asked: list[str] = []
         lacks: list[tuple[str, TYPES]] = []  # met on the way, remembered once a name answers
         error: DnsError | None = None
         for name in self._names(host):
             asked.append(name)
-            now = asyncio.get_running_loop().time()
+            now = loop.time()
             answers: dict[TYPES, Sequence[Address]] = {}
             negative = False  # a server said this name has no address, or failed: move on
             for qtype in (TYPES.AAAA, TYPES.A):
@@ -246,17 +248,19 @@ class DnsAnswers:
                         task.uncancel()
                     negative, error = negative or _server_failed(exc), exc
             if answers:
-                self._remember(lacks, answers)
+                self._remember(lacks, answers, loop.time())
                 return _interleaved(answers)
             if not negative:
                 break  # nothing was said of this name: a later one might be another host
         raise _failed(host, asked, error) from error
 
     def _remember(
-        self, lacks: list[tuple[str, TYPES]], answers: dict[TYPES, Sequence[Address]]
+        self,
+        lacks: list[tuple[str, TYPES]],
+        answers: dict[TYPES, Sequence[Address]],
+        now: float,
     ) -> None:
         """Remember the lacks met on the way for as long as the answer found is cached."""
-        now = asyncio.get_running_loop().time()
         until = min(
             getattr(address, "expires_at", 0.0) for answer in answers.values() for address in answer
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import ssl
+import threading
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from types import MappingProxyType
@@ -355,12 +356,14 @@ def Pool(
     addresses_of: DnsAnswers | None = None
     ssl_context: ssl.SSLContext | None = None
 
-    async def resolve(target: Target, request_id: int, trace: Tracer | None) -> Addresses:
+    async def resolve(
+        target: Target, request_id: int, trace: Tracer | None, loop: asyncio.AbstractEventLoop
+    ) -> Addresses:
         nonlocal dns_resolver, addresses_of
         if addresses_of is None:
             dns_resolver = get_dns_resolver()
             addresses_of = DnsAnswers(dns_resolver[0])
-        addresses = await addresses_of(target.origin.host)
+        addresses = await addresses_of(target.origin.host, loop)
         if trace is not None:
             trace.emit(
                 "dns_resolved", request_id=request_id, host=target.origin.host, addresses=addresses
@@ -403,11 +406,14 @@ def Pool(
     async def acquire(target: Target, request_id: int, trace: Tracer | None) -> Connection:
         if state.closed:
             raise HttpPoolClosedError("the pool was closed")
-        loop = asyncio.get_running_loop()
-        if state.loop is not loop:
+        loop = state.loop
+        # The pool's loop, running in this thread, is the running loop (one runs per thread):
+        # known without asyncio.get_running_loop(), a getpid() system call on Python 3.11.
+        if loop is None or state.thread != threading.get_ident() or not loop.is_running():
+            loop = asyncio.get_running_loop()
             state.move_to(loop)
         origin = target.origin
-        addresses = None if target.is_ip else await resolve(target, request_id, trace)
+        addresses = None if target.is_ip else await resolve(target, request_id, trace, loop)
         conn = state.take_idle(origin, addresses)
         event = "connection_reused"
         if conn is None and not state.reserve(origin):

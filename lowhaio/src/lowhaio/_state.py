@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections import deque
 
 from ._connection import ACTIVE, CLOSED, IDLE, Connection
@@ -47,6 +48,7 @@ class PoolState:
         self.keep_alive_timeout = keep_alive_timeout
         self.tracer = tracer
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop its connections are in
+        self.thread: int | None = None  # ... and the thread that loop runs in
 
         self.connections: set[Connection] = set()  # every open connection, idle or in use
         self.idle: dict[Origin, list[Connection]] = {}  # reusable, most recently used last
@@ -163,6 +165,7 @@ class PoolState:
                 " close() it before its loop ends"
             )
         self.loop = loop
+        self.thread = threading.get_ident()
         self.sweep = None  # a timer of the other loop, with nothing left to sweep
 
     def opened(self, conn: Connection) -> None:
