@@ -678,10 +678,12 @@ class ChunkedDecoder:
                 # The chunk's CRLF and a plain size line after it, if already here, are taken
                 # in the same call: one call per chunk.
                 following = _following_chunk_line.match(buf, stop, end)
-                if following is not None and len(following[1]) <= self._max_line:
-                    self._remaining = int(following[1], 16)
-                    self._state = _DATA if self._remaining else _TRAILER
-                    return start, stop, following.end()
+                if following is not None:
+                    digits = following[1]
+                    if len(digits) <= self._max_line:
+                        self._remaining = int(digits, 16)
+                        self._state = _DATA if self._remaining else _TRAILER
+                        return start, stop, following.end()
                 self._state = _DATA_END
                 return start, stop, stop
             if state == _DONE:

@@ -475,11 +475,12 @@ def Pool(
     ) -> Response:
         """Send the request on `conn` and read the response head; the connection goes to the
         `ResponseBody`, or is closed if anything fails."""
-        reader = ResponseReader(prepared.method, response_limits)
         reused, writes_before, received_before = conn.requests > 1, conn.writes, conn.received
         sent = NOT_SENT
         try:
+            # The head goes out first: the server works on it while this task does the rest.
             conn.write(prepared.head)
+            reader = ResponseReader(prepared.method, response_limits)
             if trace is not None:
                 trace_head_sent(trace, conn, prepared)
             if prepared.chunks is not None:
