@@ -17,7 +17,8 @@ import asyncio
 import enum
 import select
 import socket
-from collections.abc import Callable
+import ssl
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, cast
 
 from ._exceptions import HttpDataTimeoutError
@@ -65,8 +66,13 @@ class Connection(asyncio.BufferedProtocol):
         address: str,
         buffer_bytes: int,
         on_idle_event: Callable[[Connection], None],
+        key: Hashable = None,
+        via: str | None = None,
     ) -> None:
         self.loop = loop
+        # The pool's key for it: its origin, or its origin and proxy (`_proxy.Route`).
+        self.key = origin if key is None else key
+        self.via = via  # the proxy it goes through, or "unix:" and the socket path
         self.origin = origin
         self.sock = sock  # owned by the transport: kept alive with it, never read here
         # Polled by `peer_closed`; a poll object is a list of descriptors, not a kernel resource.
@@ -105,7 +111,7 @@ class Connection(asyncio.BufferedProtocol):
 
     def __repr__(self) -> str:
         return (
-            f"<Connection {self.origin} at {self.address} {self.phase.value},"
+            f"<Connection {self.key} at {self.address} {self.phase.value},"
             f" {self.requests} requests, {self.end - self.start} bytes unread"
             f"{', at eof' if self.eof else ''}>"
         )
@@ -263,6 +269,16 @@ class Connection(asyncio.BufferedProtocol):
             return True
         self._check_open()
         return False
+
+    async def start_tls(self, context: ssl.SSLContext, server_hostname: str) -> None:
+        """TLS over this connection, for an origin at the end of a proxy's tunnel (over TLS to
+        the proxy too, if it is https://): its bytes from now on are the TLS layer's."""
+        transport = await self.loop.start_tls(
+            self.transport, self, context, server_hostname=server_hostname
+        )
+        if transport is None:  # pragma: no cover - only if the connection closed meanwhile
+            raise ConnectionResetError("connection lost during the TLS handshake")
+        self.connection_made(transport)
 
     def peer_closed(self) -> bool:
         """Whether the server has closed this idle connection, reset it or sent on it, as far

@@ -28,6 +28,8 @@ __all__ = [
     "HttpPoolLoopError",
     "HttpPoolTimeoutError",
     "HttpProtocolError",
+    "HttpProxyError",
+    "HttpProxyTimeoutError",
     "HttpStaleConnectionError",
     "HttpTimeoutError",
     "HttpTlsError",
@@ -92,6 +94,23 @@ class HttpConnectTimeoutError(HttpConnectionError, HttpTimeoutError):
 
 class HttpPoolTimeoutError(HttpConnectionError, HttpTimeoutError):
     """No connection became free within `pool_timeout`."""
+
+
+class HttpProxyError(HttpConnectionError):
+    """A proxy could not be reached, refused (407, 403, 502 to `CONNECT`, a SOCKS5 error) or
+    broke the protocol before the tunnel was open: nothing reached the origin, so a retry is
+    safe. `proxy` names it (`scheme://host:port`, never its credentials); `status` is its
+    answer's status code, if it answered one."""
+
+    def __init__(self, message: str, proxy: str, status: bytes | None = None) -> None:
+        super().__init__(f"{proxy}: {message}")
+        self.proxy = proxy
+        self.status = status
+
+
+class HttpProxyTimeoutError(HttpProxyError, HttpTimeoutError):
+    """Reaching the proxy, or its answer to `CONNECT` or the SOCKS5 handshake, took longer than
+    `connect_timeout`."""
 
 
 class HttpDataError(HttpError):

@@ -87,6 +87,15 @@ class Request(Protocol):
 Close = Callable[[], Awaitable[None]]
 
 
+def _proxy_chooser(proxy: str | ProxyChooser | None) -> ProxyChooser | None:
+    """The pool's proxy for each origin: one for all (a URL, checked at once), or the caller's
+    choice (`proxy_from_env()`'s, say), or none."""
+    if not isinstance(proxy, str):
+        return proxy
+    parse_proxy(proxy)
+    return lambda scheme, host, port: proxy
+
+
 class PoolFunctions(NamedTuple):
     """What `Pool` returns: its `request` and `close`, as a pair or an async context manager."""
 
@@ -154,12 +163,26 @@ def _open_body(
     return aiter(chunks)
 
 
+ProxyChooser = Callable[[str, str, int], "str | None"]  # (scheme, host, port) -> proxy URL
+
+
 class Prepared:
     """A request checked and serialised, before any connection is used: every
     `HttpInvalidRequestError` is raised here, before DNS or a connection. (A class whose
     constructor does the work: one call on the path of every request, not two.)"""
 
-    __slots__ = ("chunks", "framing", "head", "method", "request_id", "target", "trace", "url")
+    __slots__ = (
+        "chunks",
+        "framing",
+        "head",
+        "key",
+        "method",
+        "proxy",
+        "request_id",
+        "target",
+        "trace",
+        "url",
+    )
 
     def __init__(
         self,
@@ -170,15 +193,32 @@ class Prepared:
         body: BodyFactory,
         body_args: tuple[Any, ...],
         body_kwargs: Mapping[str, Any],
+        choose_proxy: ProxyChooser | None,
     ) -> None:
         self.request_id = 0  # the pool's number for it, and its tracer if tracing: set after
         self.trace: Tracer | None = None
         self.method = method
         self.url = url
         self.target = target = parse_url(url)
+        origin = target.origin
+        self.key: Origin | Route = origin  # where a pooled connection for it goes
+        self.proxy: Proxy | None = None
+        request_line_target = request_target(target, params)
+        if choose_proxy is not None:
+            chosen = choose_proxy(origin.scheme, origin.host, origin.port)
+            if chosen is not None:
+                self.proxy = proxy = parse_proxy(chosen)
+                self.key = Route(origin, proxy)
+                if origin.scheme == "http" and not proxy.socks:
+                    # Forwarded, not tunnelled: the absolute URL goes to the proxy (RFC 9112
+                    # 3.2.2), and its credentials with it; they would never reach the origin.
+                    request_line_target = b"http://" + target.host_header + request_line_target
+                    if proxy.user is not None:
+                        credentials = (b"proxy-authorization", proxy.basic_authorization())
+                        headers = (*headers, credentials)
         self.head, self.framing = request_head(
             method,
-            request_target(target, params),
+            request_line_target,
             target.host_header,
             headers,
             body=body is not empty_body,
@@ -187,6 +227,12 @@ class Prepared:
         framing = self.framing
         if body is not empty_body or framing.length or framing.chunked:
             self.chunks = _open_body(body, body_args, body_kwargs)
+
+    @property
+    def forwarded(self) -> bool:
+        """Whether an HTTP proxy forwards it (an http:// origin), rather than a tunnel."""
+        proxy = self.proxy
+        return proxy is not None and not proxy.socks and self.target.origin.scheme == "http"
 
     def locate(self, error: HttpError) -> None:
         """Say in `error` where this request went (see `HttpError`)."""
@@ -317,6 +363,8 @@ def Pool(
     max_headers: int = 2000,
     max_line_bytes: int = 8 * 1024,
     read_buffer_bytes: int = 256 * 1024,
+    proxy: str | ProxyChooser | None = None,
+    unix_socket: str | None = None,
 ) -> PoolFunctions:
     """Create a connection pool; returns its `request` and `close` functions, which unpack
     (`request, close = Pool()`) or serve as an async context manager (`async with Pool() as
@@ -351,59 +399,142 @@ def Pool(
         tracer,
     )
     lifetime = _Lifetime(state)  # held by `request` and `close`, and so by the caller
+    choose_proxy = _proxy_chooser(proxy)
     body_settings = BodySettings(state, read_timeout, head_limits, response_limits)
     dns_resolver: DnsResolver | None = None
     addresses_of: DnsAnswers | None = None
     ssl_context: ssl.SSLContext | None = None
 
     async def resolve(
-        target: Target, request_id: int, trace: Tracer | None, loop: asyncio.AbstractEventLoop
-    ) -> Addresses:
+        host: str, request_id: int, trace: Tracer | None, loop: asyncio.AbstractEventLoop
+    ) -> tuple[str, ...]:
         nonlocal dns_resolver, addresses_of
         if addresses_of is None:
             dns_resolver = get_dns_resolver()
             addresses_of = DnsAnswers(dns_resolver[0])
-        addresses = await addresses_of(target.origin.host, loop)
+        addresses = await addresses_of(host, loop)
         if trace is not None:
-            trace.emit(
-                "dns_resolved", request_id=request_id, host=target.origin.host, addresses=addresses
-            )
+            trace.emit("dns_resolved", request_id=request_id, host=host, addresses=addresses)
         return addresses
 
-    async def connect(origin: Origin, addresses: Addresses) -> Connection:
-        nonlocal ssl_context
-        loop = asyncio.get_running_loop()
-        context = None
-        if origin.scheme == "https":
-            context = ssl_context = ssl_context or get_ssl_context()
+    async def connect(
+        prepared: Prepared, addresses: Addresses, loop: asyncio.AbstractEventLoop
+    ) -> Connection:
+        """A new connection for `prepared`: to its origin, through its proxy, or to the pool's
+        socket path, with TLS to the origin (and to an https:// proxy)."""
+        origin, proxy, key = prepared.target.origin, prepared.proxy, prepared.key
+        if proxy is None:
+            conn = await open_to(origin, origin, key, addresses, loop, tls=origin.scheme)
+            return await checked_alpn(conn, origin)
+        try:
+            conn = await open_to(proxy, origin, key, addresses, loop, tls=proxy.scheme)
+        except HttpError as exc:
+            cls = HttpProxyTimeoutError if isinstance(exc, HttpTimeoutError) else HttpProxyError
+            raise cls(f"the proxy could not be reached: {exc}", str(proxy)) from exc
         try:
             async with asyncio.timeout(connect_timeout):
-                sock = await connect_first(loop, addresses or (origin.host,), origin.port)
-                address = sock.getpeername()[0]
+                if proxy.socks:
+                    address = None
+                    if proxy.scheme == "socks5" and not prepared.target.is_ip:
+                        # socks5://: the name is resolved here, and the proxy given an address.
+                        address = (await resolve(origin.host, prepared.request_id, None, loop))[0]
+                    await socks5_handshake(conn, origin, proxy, address, connect_timeout)
+                elif origin.scheme == "https":
+                    await open_tunnel(conn, origin, proxy, connect_timeout, response_limits)
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, TimeoutError):
+                raise HttpProxyTimeoutError(
+                    f"no tunnel within connect_timeout={connect_timeout} s", str(proxy)
+                ) from exc
+            raise
+        if origin.scheme == "https":
+            await tls_to_origin(conn, origin)
+        return conn
+
+    def context() -> ssl.SSLContext:
+        nonlocal ssl_context
+        ssl_context = ssl_context or get_ssl_context()
+        return ssl_context
+
+    async def open_to(
+        where: Origin | Proxy,
+        origin: Origin,
+        key: Origin | Route,
+        addresses: Addresses,
+        loop: asyncio.AbstractEventLoop,
+        tls: str,
+    ) -> Connection:
+        """TCP (or the pool's Unix socket) to `where`, the origin or its proxy, and TLS if
+        `tls` is https; errors name `where`."""
+        tls_context = context() if tls == "https" else None
+        hostname = where.host if tls_context else None
+        via = str(where) if isinstance(where, Proxy) else None
+        if unix_socket is not None:
+            via = f"unix:{unix_socket}"
+        try:
+            async with asyncio.timeout(connect_timeout):
+                if unix_socket is None:
+                    sock = await connect_first(loop, addresses or (where.host,), where.port)
+                    address = sock.getpeername()[0]
+                else:
+                    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    sock.setblocking(False)
+                    address = unix_socket
                 try:
-                    transport, conn = await loop.create_connection(
-                        lambda: Connection(
-                            loop, origin, sock, address, read_buffer_bytes, state.idle_event
-                        ),
+                    if unix_socket is not None:
+                        await loop.sock_connect(sock, unix_socket)
+                    # create_connection takes a Unix socket too: it needs only SOCK_STREAM.
+                    _, conn = await loop.create_connection(
+                        lambda: made(loop, origin, sock, address, key, via),
                         sock=sock,
-                        ssl=context,
-                        server_hostname=origin.host if context else None,
+                        ssl=tls_context,
+                        server_hostname=hostname,
                     )
                 except BaseException:
                     sock.close()
                     raise
-            if context is not None:
-                alpn = transport.get_extra_info("ssl_object").selected_alpn_protocol()
-                if alpn not in (None, "http/1.1"):
-                    conn.close()
-                    raise HttpTlsError(f"server chose ALPN protocol {alpn!r}, not http/1.1")
         except HttpError:
             raise
         except Exception as exc:
-            raise translated(exc, False, str(origin)) from exc
+            raise translated(exc, False, str(where)) from exc
         return conn
 
-    async def acquire(target: Target, request_id: int, trace: Tracer | None) -> Connection:
+    def made(
+        loop: asyncio.AbstractEventLoop,
+        origin: Origin,
+        sock: socket.socket,
+        address: str,
+        key: Origin | Route,
+        via: str | None,
+    ) -> Connection:
+        return Connection(
+            loop, origin, sock, address, read_buffer_bytes, state.idle_event, key, via
+        )
+
+    async def tls_to_origin(conn: Connection, origin: Origin) -> None:
+        """TLS with the origin at the end of a proxy's tunnel; its certificate is the origin's,
+        checked against the origin's name, never the proxy's."""
+        try:
+            async with asyncio.timeout(connect_timeout):
+                await conn.start_tls(context(), origin.host)
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, Exception) and not isinstance(exc, HttpError):
+                raise translated(exc, False, str(origin)) from exc
+            raise
+        await checked_alpn(conn, origin)
+
+    async def checked_alpn(conn: Connection, origin: Origin) -> Connection:
+        ssl_object = conn.transport.get_extra_info("ssl_object")
+        if origin.scheme == "https" and ssl_object is not None:
+            alpn = ssl_object.selected_alpn_protocol()
+            if alpn not in (None, "http/1.1"):
+                conn.close()
+                raise HttpTlsError(f"server chose ALPN protocol {alpn!r}, not http/1.1")
+        return conn
+
+    async def acquire(prepared: Prepared, request_id: int, trace: Tracer | None) -> Connection:
         if state.closed:
             raise HttpPoolClosedError("the pool was closed")
         loop = state.loop
@@ -412,18 +543,26 @@ def Pool(
         if loop is None or state.thread != threading.get_ident() or not loop.is_running():
             loop = asyncio.get_running_loop()
             state.move_to(loop)
-        origin = target.origin
-        addresses = None if target.is_ip else await resolve(target, request_id, trace, loop)
-        conn = state.take_idle(origin, addresses)
+        target, proxy, key = prepared.target, prepared.proxy, prepared.key
+        # The addresses a pooled connection must still be among: the proxy's, if there is one
+        # (a name sent to a proxy is not resolved here); none for a socket path or an IP.
+        addresses = None
+        if unix_socket is None:
+            if proxy is not None:
+                if not proxy.is_ip:
+                    addresses = await resolve(proxy.host, request_id, trace, loop)
+            elif not target.is_ip:
+                addresses = await resolve(target.origin.host, request_id, trace, loop)
+        conn = state.take_idle(key, addresses)
         event = "connection_reused"
-        if conn is None and not state.reserve(origin):
-            conn = await state.wait_turn(origin, addresses, pool_timeout)
+        if conn is None and not state.reserve(key):
+            conn = await state.wait_turn(key, addresses, pool_timeout)
         if conn is None:
             event = "connection_opened"
             try:
-                conn = await connect(origin, addresses)
+                conn = await connect(prepared, addresses, loop)
             except BaseException:
-                state.unreserve(origin)
+                state.unreserve(key)
                 raise
             state.opened(conn)
             if state.closed:  # close() ran while this connection was being opened
@@ -431,6 +570,7 @@ def Pool(
                 raise HttpPoolClosedError("the pool was closed")
         state.assign(conn, request_id)
         if trace is not None:
+            origin = target.origin
             trace.emit(
                 event,
                 request_id=request_id,
@@ -438,6 +578,7 @@ def Pool(
                 host=origin.host,
                 port=origin.port,
                 address=conn.address,
+                via=conn.via,
             )
         return conn
 
@@ -459,9 +600,11 @@ def Pool(
         trace = tracer if tracer.active() else None
         prepared = None
         try:
-            prepared = Prepared(method, url, params, headers, body, body_args, body_kwargs)
+            prepared = Prepared(
+                method, url, params, headers, body, body_args, body_kwargs, choose_proxy
+            )
             prepared.request_id, prepared.trace = request_id, trace
-            conn = await acquire(prepared.target, request_id, trace)
+            conn = await acquire(prepared, request_id, trace)
             return await exchange(conn, prepared, request_id, trace)
         except BaseException as exc:
             if prepared is not None and isinstance(exc, HttpError):
@@ -512,6 +655,14 @@ def Pool(
         if sent.caller_error is not None:
             state.discard(conn, "error")
             raise sent.caller_error
+        if head.status == 407 and prepared.forwarded:
+            # The proxy's own answer, never an origin's: the request went no further.
+            state.discard(conn, "error")
+            raise HttpProxyError(
+                "the proxy asks for credentials (407): give them in the proxy URL",
+                str(prepared.proxy),
+                head.code,
+            )
         if trace is not None:
             trace.emit(
                 "response_head_received",

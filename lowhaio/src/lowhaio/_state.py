@@ -1,6 +1,6 @@
 """`PoolState`: every mutable part of a pool, in one place, changed only by its methods.
 
-A connection is counted (in `total` and `per_origin`) from the moment its slot is reserved, so
+A connection is counted (in `total` and `per_key`) from the moment its slot is reserved, so
 that limits hold while it connects, until it is closed. Requests that find no idle connection
 and no free slot wait in one FIFO queue; whatever becomes free (an idle connection or a slot)
 goes to the oldest waiter that can use it. An idle connection is reused only while it is
@@ -18,14 +18,16 @@ import asyncio
 import contextlib
 import threading
 from collections import deque
+from collections.abc import Hashable
 
 from ._connection import ACTIVE, CLOSED, IDLE, Connection
 from ._exceptions import HttpPoolClosedError, HttpPoolLoopError, HttpPoolTimeoutError
-from ._http11 import Origin
 from ._trace import Tracer
 
 Addresses = tuple[str, ...] | None  # the host's current DNS answer; None for an IP literal
-Waiter = tuple[Origin, Addresses, "asyncio.Future[Connection | None]"]
+# Where a pooled connection goes: its origin, or its origin and proxy (`_proxy.Route`).
+Key = Hashable
+Waiter = tuple[Key, Addresses, "asyncio.Future[Connection | None]"]
 
 
 def _pool_timed_out(waiter: asyncio.Future[Connection | None], message: str) -> None:
@@ -43,7 +45,7 @@ class PoolState:
         tracer: Tracer,
     ) -> None:
         self.max_total = max_connections
-        self.max_per_origin = max_connections_per_host
+        self.max_per_key = max_connections_per_host
         self.max_requests = max_requests_per_connection
         self.keep_alive_timeout = keep_alive_timeout
         self.tracer = tracer
@@ -51,8 +53,8 @@ class PoolState:
         self.thread: int | None = None  # ... and the thread that loop runs in
 
         self.connections: set[Connection] = set()  # every open connection, idle or in use
-        self.idle: dict[Origin, list[Connection]] = {}  # reusable, most recently used last
-        self.per_origin: dict[Origin, int] = {}  # connections open or opening, per origin
+        self.idle: dict[Key, list[Connection]] = {}  # reusable, most recently used last
+        self.per_key: dict[Key, int] = {}  # connections open or opening, per origin and proxy
         self.total = 0  # connections open or opening
         self.waiters: deque[Waiter] = deque()  # requests waiting for a connection, oldest first
         self.sweep: asyncio.TimerHandle | None = None  # closes idle connections as they expire
@@ -68,14 +70,14 @@ class PoolState:
 
     # Acquiring ---------------------------------------------------------------------------------
 
-    def take_idle(self, origin: Origin, addresses: Addresses) -> Connection | None:
-        """A reusable idle connection to `origin`, the most recently used; unusable ones met
+    def take_idle(self, key: Key, addresses: Addresses) -> Connection | None:
+        """A reusable idle connection for `key`, the most recently used; unusable ones met
         on the way are closed."""
-        idle = self.idle.get(origin)
+        idle = self.idle.get(key)
         while idle:
             conn = idle.pop()
             if not idle:
-                del self.idle[origin]
+                del self.idle[key]
             conn.phase = ACTIVE
             if conn.expires_at <= conn.loop.time():
                 self._forget(conn, "expired")
@@ -85,13 +87,13 @@ class PoolState:
                 self._forget(conn, "server closed")
             else:
                 return conn
-            idle = self.idle.get(origin)
+            idle = self.idle.get(key)
         return None
 
-    def reserve(self, origin: Origin) -> bool:
-        """Count a connection about to be opened to `origin`, if the limits allow one."""
-        count = self.per_origin.get(origin, 0)
-        if count >= self.max_per_origin:
+    def reserve(self, key: Key) -> bool:
+        """Count a connection about to be opened for `key`, if the limits allow one."""
+        count = self.per_key.get(key, 0)
+        if count >= self.max_per_key:
             return False
         if self.total >= self.max_total:
             # At the limit: close the least recently used idle connection to another origin.
@@ -103,24 +105,24 @@ class PoolState:
             if oldest is None:
                 return False
             self._forget(oldest, "evicted")
-        self.per_origin[origin] = count + 1
+        self.per_key[key] = count + 1
         self.total += 1
         return True
 
     async def wait_turn(
-        self, origin: Origin, addresses: Addresses, timeout: float | None
+        self, key: Key, addresses: Addresses, timeout: float | None
     ) -> Connection | None:
         """Wait in FIFO order for an idle connection (returned) or a reserved slot (None); for
         `timeout` seconds at most, or as long as it takes if None."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Connection | None] = loop.create_future()
-        self.waiters.append((origin, addresses, waiter))
+        self.waiters.append((key, addresses, waiter))
         timer = None
         if timeout is not None:
             message = (
-                f"{origin}: no connection was free within pool_timeout={timeout} s"
-                f" ({self.per_origin.get(origin, 0)} of max_connections_per_host="
-                f"{self.max_per_origin} and {self.total} of max_connections={self.max_total} in"
+                f"{key}: no connection was free within pool_timeout={timeout} s"
+                f" ({self.per_key.get(key, 0)} of max_connections_per_host="
+                f"{self.max_per_key} and {self.total} of max_connections={self.max_total} in"
                 " use): raise a limit or pool_timeout, or read or aclose() bodies sooner"
             )
             timer = loop.call_later(timeout, _pool_timed_out, waiter, message)
@@ -131,7 +133,7 @@ class PoolState:
                 # Granted just as this task was cancelled: pass it on.
                 granted = waiter.result()
                 if granted is None:
-                    self.unreserve(origin)
+                    self.unreserve(key)
                 else:
                     self.release(granted, self.keep_alive_timeout)
             raise
@@ -143,16 +145,16 @@ class PoolState:
         """Give waiters, oldest first, what has become free. `take_idle` and `reserve` close
         connections with `_forget`, which never grants, so this is never re-entered."""
         waiting: deque[Waiter] = deque()
-        for origin, addresses, waiter in self.waiters:
+        for key, addresses, waiter in self.waiters:
             if waiter.done():
                 continue  # timed out or cancelled
-            conn = self.take_idle(origin, addresses)
+            conn = self.take_idle(key, addresses)
             if conn is not None:
                 waiter.set_result(conn)
-            elif self.reserve(origin):
+            elif self.reserve(key):
                 waiter.set_result(None)
             else:
-                waiting.append((origin, addresses, waiter))
+                waiting.append((key, addresses, waiter))
         self.waiters = waiting
 
     def move_to(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -177,9 +179,9 @@ class PoolState:
         conn.request_id = request_id
         conn.requests += 1
 
-    def unreserve(self, origin: Origin) -> None:
+    def unreserve(self, key: Key) -> None:
         """Uncount a connection that failed to open."""
-        self._uncount(origin)
+        self._uncount(key)
         self.grant()
 
     # Releasing ---------------------------------------------------------------------------------
@@ -196,7 +198,7 @@ class PoolState:
         conn.phase = IDLE
         conn.request_id = None  # no request uses it
         conn.expires_at = conn.loop.time() + min(keep_alive_timeout, self.keep_alive_timeout)
-        self.idle.setdefault(conn.origin, []).append(conn)
+        self.idle.setdefault(conn.key, []).append(conn)
         if self.sweep is None or conn.expires_at < self.sweep.when():
             if self.sweep is not None:
                 self.sweep.cancel()
@@ -220,12 +222,12 @@ class PoolState:
             return False
         self.connections.remove(conn)
         if conn.phase is IDLE:
-            idle = self.idle[conn.origin]
+            idle = self.idle[conn.key]
             idle.remove(conn)
             if not idle:
-                del self.idle[conn.origin]
+                del self.idle[conn.key]
         conn.phase = CLOSED
-        self._uncount(conn.origin)
+        self._uncount(conn.key)
         if self.tracer.active():
             origin = conn.origin
             self.tracer.emit(
@@ -239,13 +241,13 @@ class PoolState:
             )
         return True
 
-    def _uncount(self, origin: Origin) -> None:
+    def _uncount(self, key: Key) -> None:
         self.total -= 1
-        count = self.per_origin[origin] - 1
+        count = self.per_key[key] - 1
         if count:
-            self.per_origin[origin] = count
+            self.per_key[key] = count
         else:
-            del self.per_origin[origin]
+            del self.per_key[key]
 
     def _sweep(self) -> None:
         """Close the idle connections that have expired; run again at the next expiry."""
