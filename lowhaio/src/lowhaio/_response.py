@@ -48,11 +48,14 @@ async def _next_head(
     bounded too)."""
     deadline = None  # set at the first wait: the clock is read once per wait, no more
     while True:
-        if conn.end != conn.start:  # nothing buffered is the usual case of the first pass
-            head, consumed = reader.next_head(conn.buf, conn.start, conn.end)
-            if head is not None:
-                conn.consume(consumed)
-                return head
+        # Asked even when nothing is buffered yet, the usual case of the first pass. Skipping
+        # it saves 1 us of CPU but cost sequential requests on loopback 10% (our server and
+        # nginx alike): the answer comes within microseconds, and a client that reaches the
+        # loop's wait sooner sleeps more often (0.5 -> 0.9 context switches per request).
+        head, consumed = reader.next_head(conn.buf, conn.start, conn.end)
+        if head is not None:
+            conn.consume(consumed)
+            return head
         if conn.eof:
             raise reader.closed(conn.end - conn.start) from conn.lost_error
         now = conn.loop.time()
