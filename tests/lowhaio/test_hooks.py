@@ -68,6 +68,7 @@ class Where:
             "host": self.host,
             "port": self.port,
             "address": "127.0.0.1",
+            "via": None,
         }
         return event, fields | extra
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
 import ssl
 import threading
 import warnings
@@ -27,6 +28,9 @@ from ._exceptions import (
     HttpError,
     HttpInvalidRequestError,
     HttpPoolClosedError,
+    HttpProxyError,
+    HttpProxyTimeoutError,
+    HttpTimeoutError,
     HttpTlsError,
     request_error,
     translated,
@@ -37,11 +41,11 @@ from ._http11 import (
     RequestFraming,
     ResponseLimits,
     ResponseReader,
-    Target,
     parse_url,
     request_head,
     request_target,
 )
+from ._proxy import Proxy, Route, open_tunnel, parse_proxy, socks5_handshake
 from ._response import (
     BodySettings,
     HeadLimits,
@@ -387,7 +391,16 @@ def Pool(
     `get_ssl_context` is called once, at the first https request (a custom context should set
     ALPN itself). `plugins` implement hooks from `lowhaio.hookspecs`. May be called outside a
     running event loop.
+    `proxy` sends requests through a proxy: a URL (`http://`; `https://` for TLS to the proxy;
+    `socks5://`, names resolved here; `socks5h://`, by the proxy; credentials as
+    `user:password@`, sent to the proxy only), or a function of an origin's (scheme, host,
+    port) that returns one or None, such as `proxy_from_env()`'s. Connections are pooled, and
+    `max_connections_per_host` counted, per origin and proxy; `connect_timeout` bounds the
+    proxy's part too (TCP, TLS, `CONNECT` or the SOCKS5 handshake). `unix_socket` sends every
+    request to a Unix socket path instead: URLs still name the host, for `host` and TLS.
     """
+    if proxy is not None and unix_socket is not None:
+        raise ValueError("a pool goes through a proxy or to a Unix socket, not both")
     tracer = Tracer(plugins)
     head_limits = HeadLimits.of(head_timeout)
     response_limits = ResponseLimits(max_head_bytes, max_headers, max_line_bytes)
@@ -482,15 +495,16 @@ def Pool(
                     sock.setblocking(False)
                     address = unix_socket
                 try:
-                    if unix_socket is not None:
+                    factory = lambda: made(loop, origin, sock, address, key, via)  # noqa: E731
+                    if unix_socket is None:
+                        _, conn = await loop.create_connection(
+                            factory, sock=sock, ssl=tls_context, server_hostname=hostname
+                        )
+                    else:
                         await loop.sock_connect(sock, unix_socket)
-                    # create_connection takes a Unix socket too: it needs only SOCK_STREAM.
-                    _, conn = await loop.create_connection(
-                        lambda: made(loop, origin, sock, address, key, via),
-                        sock=sock,
-                        ssl=tls_context,
-                        server_hostname=hostname,
-                    )
+                        _, conn = await loop.create_unix_connection(
+                            factory, sock=sock, ssl=tls_context, server_hostname=hostname
+                        )
                 except BaseException:
                     sock.close()
                     raise

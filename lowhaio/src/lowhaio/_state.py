@@ -237,6 +237,7 @@ class PoolState:
                 host=origin.host,
                 port=origin.port,
                 address=conn.address,
+                via=conn.via,
                 reason=reason,
             )
         return True

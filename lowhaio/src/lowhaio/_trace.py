@@ -18,7 +18,7 @@ from . import hookspecs
 logger = logging.getLogger("lowhaio")
 
 # Each event's debug message; its fields are the hook's arguments.
-_CONNECTION = "connection %s %%(scheme)s://%%(host)s:%%(port)s at %%(address)s"
+_CONNECTION = "connection %s %%(scheme)s://%%(host)s:%%(port)s at %%(address)s%%(via)s"
 MESSAGES = {
     "dns_resolved": "%(host)s resolved to %(addresses)s",
     "connection_opened": _CONNECTION % "opened to",
@@ -63,6 +63,8 @@ class Tracer:
             # Formatted here, so that the record carries no field the message leaves out
             # (response headers, say), for a handler that would show a record's arguments.
             text = {k: v.decode("latin-1") if type(v) is bytes else v for k, v in fields.items()}
+            if "via" in text:  # a connection event: through a proxy or a socket path, or not
+                text["via"] = f" via {text['via']}" if text["via"] else ""
             logger.debug("request %s: %s", fields["request_id"], MESSAGES[event] % text)
         for function, argnames in self._hooks.get(event, ()):
             try:

@@ -38,21 +38,29 @@ def lowhaio_dns_resolved(request_id: int, host: str, addresses: tuple[str, ...])
 
 @hookspec
 def lowhaio_connection_opened(
-    request_id: int, scheme: str, host: str, port: int, address: str
+    request_id: int, scheme: str, host: str, port: int, address: str, via: str | None
 ) -> None:
-    """A new connection to `address` (TCP, and TLS for https) is ready for the request."""
+    """A new connection to `address` (TCP, and TLS for https) is ready for the request. `via`
+    is None for a direct connection, else the proxy it goes through (`http://proxy:3128`,
+    never its credentials; `address` is then the proxy's) or `unix:` and the socket path."""
 
 
 @hookspec
 def lowhaio_connection_reused(
-    request_id: int, scheme: str, host: str, port: int, address: str
+    request_id: int, scheme: str, host: str, port: int, address: str, via: str | None
 ) -> None:
-    """An idle pooled connection was taken for the request."""
+    """An idle pooled connection was taken for the request (`via` as for opened)."""
 
 
 @hookspec
 def lowhaio_connection_closed(
-    request_id: int | None, scheme: str, host: str, port: int, address: str, reason: str
+    request_id: int | None,
+    scheme: str,
+    host: str,
+    port: int,
+    address: str,
+    via: str | None,
+    reason: str,
 ) -> None:
     """A connection was closed; `reason` is a short phrase such as "expired", "dns changed",
     "server closed", "not reusable", "error" or "pool closed"."""
