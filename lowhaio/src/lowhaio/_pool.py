@@ -443,7 +443,9 @@ def Pool(
             conn = await open_to(proxy, origin, key, addresses, loop, tls=proxy.scheme)
         except HttpError as exc:
             cls = HttpProxyTimeoutError if isinstance(exc, HttpTimeoutError) else HttpProxyError
-            raise cls(f"the proxy could not be reached: {exc}", str(proxy)) from exc
+            cause = exc.__cause__ or exc  # what went wrong, without the proxy named twice
+            reason = f"{type(cause).__name__}: {cause}"
+            raise cls(f"the proxy could not be reached: {reason}", str(proxy)) from exc
         try:
             async with asyncio.timeout(connect_timeout):
                 if proxy.socks:
@@ -508,10 +510,8 @@ def Pool(
                 except BaseException:
                     sock.close()
                     raise
-        except HttpError:
-            raise
         except Exception as exc:
-            raise translated(exc, False, str(where)) from exc
+            raise translated(exc, False, via or str(where)) from exc
         return conn
 
     def made(
