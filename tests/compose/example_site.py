@@ -1,5 +1,6 @@
 """`Site`: what the READMEs' `https://example.com` answers, served on 127.0.0.1 for their
-examples (`test_readme_examples.py`), one `Site` per example:
+examples (`test_readme_examples.py`), one `Site` per example (and one as the proxy its
+examples name, answering what it forwards as the origin would, and one on a Unix socket):
 
 - `/old` redirects (301) to `/new`, which answers `new`;
 - `/flaky` answers 503 the first time it is asked, then `ok`;
@@ -42,6 +43,8 @@ class Site:
             head, body = await read_request(reader)
             request_line, *lines = head[:-4].split(b"\r\n")
             target = request_line.split(b" ")[1]
+            if target.startswith(b"http://"):  # absolute form: this Site is the README's proxy
+                target = b"/" + target.removeprefix(b"http://").partition(b"/")[2]
             fields = {}
             for line in lines:
                 name, _, value = line.partition(b":")
