@@ -15,7 +15,8 @@ client is measured in the same run against the same server:
 
 Scenarios (S3-S5 and S6b move 200 MB, 50 MB with --quick):
 
-- S1: sequential small GETs (100-byte body) on one keep-alive connection, for a fixed duration.
+- S1: sequential small GETs (100-byte body) on one keep-alive connection, for a fixed duration;
+  req/s, and the client's CPU microseconds per request (S6a and S7 too).
 - S2: 64 concurrent tasks doing small GETs through one pool or session.
 - S3: a download with content-length.
 - S4: the same size, chunked in 16 KiB chunks.
@@ -23,6 +24,10 @@ Scenarios (S3-S5 and S6b move 200 MB, 50 MB with --quick):
 - S6a, S6b: S1 and S3 over TLS (`--only S6` runs both). Every client gets the same kind of
   context: `lowhaio.default_ssl_context()` (system CAs, host names checked, ALPN http/1.1) with
   the test CA added.
+- S7: S6a through an HTTP proxy's `CONNECT` tunnel, opened once and reused: set beside S6a, the
+  cost of a request through a tunnel against a direct one. The proxy runs in the server's
+  process (a third port: it answers `CONNECT` and splices bytes to the TLS port); raw opens the
+  tunnel itself and then `loop.start_tls` over it.
 
 S3 and S5 also measure memory: each of their measurements runs in a fresh process that imports
 only what its client needs, and reports the peak RSS of that process
@@ -40,7 +45,7 @@ How to read the results on a noisy 2-core machine:
   the ranges do not overlap, and re-run before believing a difference under ~10%.
 - "vs raw" is the client's median over raw's median. raw should be the fastest (ratio <= 1 for
   rates): if another client beats it by far, the server or the machine was the bottleneck.
-  For CPU s/GB lower is better, so the ratio is >= 1. For memory it is the difference in MB
+  For CPU s/GB and CPU us/req lower is better, so the ratio is >= 1. For memory it is the difference in MB
   (the target is an allowance over raw, not a ratio).
 - S1 and S2 are latency-bound: every request is a round trip between the client and the server,
   so they measure per-request overhead and are sensitive to both processes sharing cores. With
@@ -86,7 +91,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 MB = 1_000_000
 MiB = 1 << 20
@@ -280,6 +285,57 @@ class ServerProtocol(asyncio.Protocol):
         self.pump()
 
 
+class TunnelProtocol(asyncio.Protocol):
+    """The benchmark's HTTP proxy: answers a `CONNECT` (to anywhere) with 200 and splices the
+    connection to `target`, the TLS port, from then on; anything else ends the connection."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.head = b""
+        self.peer: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.peer is not None:
+            self.peer.write(data)
+            return
+        self.head += data
+        if b"\r\n\r\n" in self.head:
+            if not self.head.startswith(b"CONNECT "):
+                self.transport.close()
+                return
+            self.transport.pause_reading()  # until the other side is open
+            asyncio.get_running_loop().create_task(self.splice())
+
+    async def splice(self) -> None:
+        loop = asyncio.get_running_loop()
+        peer, _ = await loop.create_connection(
+            lambda: Splice(self.transport), "127.0.0.1", self.target
+        )
+        self.peer = cast(asyncio.Transport, peer)
+        self.transport.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        self.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.peer is not None:
+            self.peer.close()
+
+
+class Splice(asyncio.Protocol):
+    """The proxy's side towards the TLS port: what arrives goes back to the client."""
+
+    def __init__(self, client: asyncio.Transport) -> None:
+        self.client = client
+
+    def data_received(self, data: bytes) -> None:
+        self.client.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.client.close()
+
+
 def content_length(request_head: bytes) -> int | None:
     for line in request_head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
@@ -306,7 +362,7 @@ def serve(size: int, cpu: int | None, ports_out: Any) -> None:
     settle_malloc()  # its transport copies what the kernel did not take at once
     responses = Responses.build(size)
     payload = memoryview(b"x" * WRITE_SLICE)
-    plain, tls = listening_socket(), listening_socket()
+    plain, tls, proxy = listening_socket(), listening_socket(), listening_socket()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(CERTS / "server.pem", CERTS / "server.key")
     context.set_alpn_protocols(["http/1.1"])
@@ -318,8 +374,9 @@ def serve(size: int, cpu: int | None, ports_out: Any) -> None:
             await loop.create_server(
                 lambda: ServerProtocol(responses, payload), sock=tls, ssl=context
             ),
+            await loop.create_server(lambda: TunnelProtocol(tls.getsockname()[1]), sock=proxy),
         ]
-        ports_out.send((plain.getsockname()[1], tls.getsockname()[1]))
+        ports_out.send(tuple(sock.getsockname()[1] for sock in (plain, tls, proxy)))
         ports_out.close()
         await asyncio.gather(*(server.serve_forever() for server in servers))
 
@@ -352,12 +409,14 @@ def client_ssl_context() -> ssl.SSLContext:
 
 class Client:
     """What a scenario needs from a client. `slot` is the task's index (raw: its connection).
-    `base` is `http://127.0.0.1:port` or, for TLS, `https://127.0.0.1:port`."""
+    `base` is `http://127.0.0.1:port` or, for TLS, `https://127.0.0.1:port`; `proxy`, if set,
+    the HTTP proxy to go through."""
 
     name = ""
 
-    def __init__(self, base: str, responses: Responses) -> None:
+    def __init__(self, base: str, responses: Responses, proxy: str | None = None) -> None:
         self.base = base
+        self.proxy = proxy
         self.tls = base.startswith("https://")
         self.r = responses
         self.measure_memory = False  # set in a fresh process: see `transfers`
@@ -438,9 +497,12 @@ class RawClient(Client):
         context = client_ssl_context() if self.tls else None
         self.conns: list[RawProtocol] = []
         for _ in range(connections):
-            _, conn = await loop.create_connection(
-                lambda: RawProtocol(loop), host, int(port), ssl=context
-            )
+            if self.proxy is None:
+                _, conn = await loop.create_connection(
+                    lambda: RawProtocol(loop), host, int(port), ssl=context
+                )
+            else:
+                conn = await self.tunnel(loop, authority, context)
             self.conns.append(conn)
 
         def get(path: bytes) -> bytes:
@@ -451,6 +513,24 @@ class RawClient(Client):
             authority.encode()
         )
         await super().start(connections)
+
+    async def tunnel(
+        self, loop: asyncio.AbstractEventLoop, authority: str, context: ssl.SSLContext | None
+    ) -> RawProtocol:
+        """A connection through the proxy's tunnel, TLS inside it."""
+        assert self.proxy is not None
+        assert context is not None
+        host, port = self.proxy.split("://", 1)[1].split(":")
+        _, conn = await loop.create_connection(lambda: RawProtocol(loop), host, int(port))
+        established = b"HTTP/1.1 200 Connection established\r\n\r\n"
+        await conn.exchange(b"CONNECT %s HTTP/1.1\r\n\r\n" % authority.encode(), len(established))
+        server_hostname = authority.split(":")[0]
+        transport = await loop.start_tls(
+            conn.transport, conn, context, server_hostname=server_hostname
+        )
+        assert transport is not None
+        conn.transport = transport
+        return conn
 
     async def small(self, slot: int) -> None:
         await self.conns[slot].exchange(self.requests["/small"], len(self.r.small))
@@ -479,7 +559,9 @@ class LowhaioClient(Client):
     async def start(self, connections: int) -> None:
         import lowhaio
 
-        self.request, self.close = lowhaio.Pool(get_ssl_context=client_ssl_context)
+        self.request, self.close = lowhaio.Pool(
+            get_ssl_context=client_ssl_context, proxy=self.proxy
+        )
         await super().start(connections)
 
     async def small(self, slot: int) -> None:
@@ -520,7 +602,9 @@ class AiohttpClient(Client):
         import aiohttp
 
         verify = client_ssl_context() if self.tls else True
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100, ssl=verify))
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=100, ssl=verify), proxy=self.proxy
+        )
         await super().start(connections)
 
     async def small(self, slot: int) -> None:
@@ -554,7 +638,7 @@ class HttpxClient(Client):
 
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
         verify = client_ssl_context() if self.tls else True
-        self.client = httpx.AsyncClient(limits=limits, verify=verify)
+        self.client = httpx.AsyncClient(limits=limits, verify=verify, proxy=self.proxy)
         await super().start(connections)
 
     async def small(self, slot: int) -> None:
@@ -586,16 +670,17 @@ async def s1_sequential(client: Client, duration: float) -> dict[str, float]:
     for _ in range(100):
         await client.small(0)
     requests = 0
-    start = time.perf_counter()
+    cpu, start = time.process_time(), time.perf_counter()
     deadline = start + duration
     while True:
         await client.small(0)
         requests += 1
         if time.perf_counter() >= deadline:
             break
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     await client.stop()
-    return {"req/s": requests / elapsed}
+    # CPU per request is the client's own cost, whatever the server or a proxy adds to the wait.
+    return {"req/s": requests / elapsed, "CPU us/req": cpu / requests * 1e6}
 
 
 async def s2_concurrent(client: Client, duration: float) -> dict[str, float]:
@@ -672,6 +757,7 @@ class Scenario:
     title: str
     run: Callable[[Client, float], Awaitable[dict[str, float]]]
     tls: bool = False
+    proxied: bool = False  # through the proxy's CONNECT tunnel
     isolated: bool = False  # each measurement in a fresh process, which reports its peak RSS
 
 
@@ -685,6 +771,7 @@ def scenarios(size: int) -> list[Scenario]:
         Scenario("S5", f"S5 {mb} upload, content-length", s5_upload, isolated=True),
         Scenario("S6a", "S6a TLS: sequential small GETs, 1 connection", s1_sequential, tls=True),
         Scenario("S6b", f"S6b TLS: {mb} download, content-length", s3_large, tls=True),
+        Scenario("S7", "S7 S6a through a CONNECT tunnel", s1_sequential, tls=True, proxied=True),
     ]
 
 
@@ -801,7 +888,7 @@ def measure_isolated(
 
 def run_all(
     classes: list[type[Client]],
-    bases: tuple[str, str],
+    bases: tuple[str, str, str],
     size: int,
     chosen: list[Scenario],
     rounds: int,
@@ -818,7 +905,8 @@ def run_all(
         for scenario in chosen:
             print(f"{scenario.title}: ", end="", flush=True)
             base = bases[1] if scenario.tls else bases[0]
-            clients = [cls(base, responses) for cls in classes]
+            proxy = bases[2] if scenario.proxied else None
+            clients = [cls(base, responses, proxy) for cls in classes]
             meter.start()
             results: dict[str, dict[str, list[float]]] = {client.name: {} for client in clients}
             failed: dict[str, str] = {}
@@ -940,7 +1028,7 @@ def main() -> int:
         wanted = {name.strip().upper() for name in args.only.split(",")} - {""}
         names = {s: {s.key.upper(), s.key[:2]} for s in chosen}  # S6a answers to S6 too
         if not wanted or not wanted <= set().union(*names.values()):
-            parser.error(f"--only {args.only}: the scenarios are S1 to S6, S6a and S6b")
+            parser.error(f"--only {args.only}: the scenarios are S1 to S7, S6a and S6b")
         chosen = [s for s in chosen if names[s] & wanted]
 
     began = time.perf_counter()
@@ -973,13 +1061,17 @@ def main() -> int:
     try:
         if not ports_in.poll(30):
             raise RuntimeError("the server did not start")
-        plain, tls = ports_in.recv()
-        bases = (f"http://127.0.0.1:{plain}", f"https://127.0.0.1:{tls}")
+        plain, tls, proxy = ports_in.recv()
+        bases = (
+            f"http://127.0.0.1:{plain}",
+            f"https://127.0.0.1:{tls}",
+            f"http://127.0.0.1:{proxy}",
+        )
         header = [
             f"Python {platform.python_version()}, client loop: {args.loop}, server: uvloop, "
             f"{', '.join(versions)}",
             f"{os.cpu_count()} CPUs, {pinning}",
-            f"{rounds} rounds per scenario; in each, every client runs S1/S2/S6a for "
+            f"{rounds} rounds per scenario; in each, every client runs S1/S2/S6a/S7 for "
             f"{duration:g} s and repeats S3-S5/S6b's {size // MB} MB transfers for at least "
             f"{duration:g} s; S3 and S5 each in a fresh process, whose peak RSS is shown",
         ]
