@@ -45,8 +45,8 @@ How to read the results on a noisy 2-core machine:
   the ranges do not overlap, and re-run before believing a difference under ~10%.
 - "vs raw" is the client's median over raw's median. raw should be the fastest (ratio <= 1 for
   rates): if another client beats it by far, the server or the machine was the bottleneck.
-  For CPU s/GB and CPU us/req lower is better, so the ratio is >= 1. For memory it is the difference in MB
-  (the target is an allowance over raw, not a ratio).
+  For CPU s/GB and CPU us/req lower is better, so the ratio is >= 1. For memory it is the
+  difference in MB (the target is an allowance over raw, not a ratio).
 - S1 and S2 are latency-bound: every request is a round trip between the client and the server,
   so they measure per-request overhead and are sensitive to both processes sharing cores. With
   2+ CPUs the server is pinned to one CPU and the client to another (`os.sched_setaffinity`);
