@@ -142,6 +142,8 @@ def test_no_proxy_at_all_is_none_so_the_pool_goes_direct_at_no_cost(env: dict[st
         ("10.0.0.0/8", "fd00::1", False),
         ("10.0.0.0/8", "::ffff:10.0.0.1", False),  # an IPv6 address, as curl sees it too
         ("10.0.0.0/33", "10.0.0.1", False),  # not a range: matches nothing
+        ("0.0.0.0/0", "10.1.2.3", True),  # every IPv4 address (curl: 0.0.0.0 alone)
+        ("0.0.0.0/0", "::1", False),
         ("example.com/8", "example.com", False),
         ("10.0.0.0/8", "10.0.0.1.", False),  # a name: CIDR never matches names
         ("10.0.0.0/8", "web10", False),

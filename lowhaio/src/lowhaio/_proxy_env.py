@@ -63,7 +63,8 @@ def proxy_from_env(environ: Mapping[str, str] | None = None) -> ProxyChooser | N
       dot, a non-ASCII one after IDNA encoding. An IP address (IPv6 with or without brackets)
       matches that address, and a CIDR range (`10.0.0.0/8`, `fd00::/8`) the addresses in it,
       when the URL's host is an IP literal: a name is never resolved to be compared with
-      them. An entry with a port (`example.com:8080`) matches nothing, as in curl, which
+      them. (`/0` is every address of its family, where curl takes it as `/32` or `/128`.)
+      An entry with a port (`example.com:8080`) matches nothing, as in curl, which
       supports no ports there; so does an entry that is not a name nor an address or range.
     """
     env = os.environ if environ is None else environ
