@@ -54,6 +54,7 @@ from ._pool import (
     empty_body,
     target_of,
 )
+from ._proxy_env import proxy_from_env
 from ._response import ResponseBody
 from .hookspecs import hookimpl
 
@@ -105,6 +106,7 @@ __all__ = [
     "header_values",
     "hookimpl",
     "json_body",
+    "proxy_from_env",
     "read_json",
     "streamed",
     "target_of",
