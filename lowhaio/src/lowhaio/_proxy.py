@@ -71,14 +71,31 @@ class Route(NamedTuple):
         return f"{self.origin} via {self.proxy}"
 
 
+_BAD_USERINFO = "its user:password@ part is invalid (percent-encode / ? # @ : in them)"
+
+
+def _invalid(url: str) -> str:
+    """Why urllib refuses `url`, told from the URL without its userinfo: urllib's reason may
+    quote the password (a `/` in it ends the host early, and what follows its colon is then
+    taken for a port)."""
+    scheme, sep, rest = url.partition("://")
+    try:
+        urlsplit(f"{scheme}{sep}{rest.rpartition('@')[2]}").port  # noqa: B018
+    except ValueError as exc:
+        return str(exc)
+    return _BAD_USERINFO
+
+
 @functools.lru_cache(maxsize=64)
 def parse_proxy(url: str) -> Proxy:
     """Parse a proxy URL; a refusal never repeats the credentials."""
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError as exc:
-        raise HttpInvalidRequestError(f"proxy url is invalid: {exc}") from exc
+    except ValueError:
+        parts = None
+    if parts is None:  # raised outside the `except`: urllib's error is not kept as context
+        raise HttpInvalidRequestError(f"proxy url is invalid: {_invalid(url)}")
     scheme = parts.scheme.lower()
     if scheme not in _DEFAULT_PORTS:
         raise HttpInvalidRequestError(
@@ -89,12 +106,12 @@ def parse_proxy(url: str) -> Proxy:
         raise HttpInvalidRequestError("proxy url must be scheme://[user:password@]host[:port]")
     try:
         host = host.encode("idna").decode("ascii")
-    except UnicodeError as exc:
-        raise HttpInvalidRequestError("proxy url host is not a valid name") from exc
+    except UnicodeError:
+        raise HttpInvalidRequestError("proxy url host is not a valid name") from None
     user = None if parts.username is None else unquote(parts.username).encode()
     password = unquote(parts.password or "").encode()
     if user is not None and b":" in user:
-        raise HttpInvalidRequestError("proxy url user has a colon")
+        raise HttpInvalidRequestError(f"proxy url is invalid: {_BAD_USERINFO}: a colon in the user")
     return Proxy(scheme, host, port or _DEFAULT_PORTS[scheme], user, password)
 
 

@@ -100,23 +100,15 @@ def _first_set(env: Mapping[str, str], names: tuple[str, ...]) -> tuple[str, str
 
 def _checked_proxy_url(name: str, value: str) -> str:
     """The proxy URL that the variable `name` gives, `http://` if it names no scheme; checked
-    with `parse_proxy`, whose refusal is repeated without the credentials."""
+    with `parse_proxy`, whose refusals never repeat the credentials."""
     url = value if _HAS_SCHEME.match(value) else f"http://{value}"
     try:
         parse_proxy(url)
-    except HttpInvalidRequestError:
-        pass
+    except HttpInvalidRequestError as exc:
+        reason = str(exc).removeprefix("proxy url ")
     else:
         return url
-    # Outside the `except`: the refusal is not kept as this error's context, so that no
-    # traceback shows it. Its reason is that of the URL without its userinfo, which holds no
-    # credentials; if that URL is valid, the userinfo is what is wrong.
-    scheme, _, rest = url.partition("://")
-    reason = "its user:password@ part is invalid (percent-encode / ? # @ in them)"
-    try:
-        parse_proxy(f"{scheme}://{rest.rpartition('@')[2]}")
-    except HttpInvalidRequestError as exc:
-        reason = str(exc)
+    # Raised outside the `except`: no traceback shows the refusal twice.
     raise HttpInvalidRequestError(f"{name} is not a usable proxy URL: {reason}")
 
 
