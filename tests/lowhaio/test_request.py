@@ -677,6 +677,36 @@ async def test_https_download_over_tls() -> None:
         await close()
 
 
+@pytest.mark.parametrize(
+    ("chunks", "size"), [(5, 1000), (64, 65536), (3, 4 * 1024 * 1024)], ids=["small", "64k", "4m"]
+)
+async def test_a_streamed_upload_over_tls_goes_whole(chunks: int, size: int) -> None:
+    # Each chunk waits until the TLS layer has handed the one before to the kernel: a pause
+    # that no later write or read would undo would stall the upload until write_timeout.
+    async def echo_digest(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            _, body = await read_request(reader)
+            digest = hashlib.sha256(body).hexdigest().encode()
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 64\r\n\r\n" + digest)
+
+    async def body() -> AsyncIterator[bytes]:
+        for index in range(chunks):
+            yield bytes([index % 256]) * size
+
+    expected = hashlib.sha256(b"".join([bytes([i % 256]) * size for i in range(chunks)]))
+    async with serve(echo_digest, ssl_context=server_ssl_context()) as server:
+        request, close = Pool(get_ssl_context=client_ssl_context, write_timeout=5)
+        for _ in range(2):  # on a new connection, then on a reused one
+            code, _, answer = await request(
+                b"PUT",
+                server.url("/up", "https", "localhost"),
+                headers=((b"content-length", b"%d" % (chunks * size)),),
+                body=body,
+            )
+            assert (code, await buffered(answer)) == (b"200", expected.hexdigest().encode())
+        await close()
+
+
 # Connecting, timeouts and errors -----------------------------------------------------------------
 
 

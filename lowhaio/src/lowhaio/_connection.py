@@ -122,16 +122,18 @@ class Connection(asyncio.BufferedProtocol):
         # A TCP or TLS transport, asyncio's or uvloop's (which does not subclass Transport).
         self.transport = cast(asyncio.Transport, transport)
         # Pause as soon as anything is buffered, so that writes wait for the kernel to take
-        # each chunk (see the module's docstring).
-        self.transport.set_write_buffer_limits(high=0)
+        # each chunk (see the module's docstring). A TCP transport pauses above `high`, so 0;
+        # a TLS transport at or above it, and so with nothing buffered: with 0, its state
+        # flipped at every write, and a pause that no later write undid stalled an upload
+        # until write_timeout (found by the proxy tests).
+        tls = transport.get_extra_info("ssl_object") is not None
+        self.transport.set_write_buffer_limits(high=1 if tls else 0, low=0)
         # Reads are offered the buffer one byte short of full. asyncio's own loop reads a plain
         # socket once per readiness event and runs the woken task before the next, so a read
         # that fills that room needs no pause: two system calls saved per read of a fast
         # download. TLS and uvloop read again at once while there is room: there, a read that
         # fills it pauses, rather than a one-byte read following it.
-        if isinstance(self.loop, asyncio.BaseEventLoop) and not transport.get_extra_info(
-            "ssl_object"
-        ):
+        if isinstance(self.loop, asyncio.BaseEventLoop) and not tls:
             self._pause_short = 0
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -273,6 +275,9 @@ class Connection(asyncio.BufferedProtocol):
     async def start_tls(self, context: ssl.SSLContext, server_hostname: str) -> None:
         """TLS over this connection, for an origin at the end of a proxy's tunnel (over TLS to
         the proxy too, if it is https://): its bytes from now on are the TLS layer's."""
+        # The TLS layer above this transport does its own flow control over it: the usual
+        # limits, not the pause at the first buffered byte that this connection sets for itself.
+        self.transport.set_write_buffer_limits()
         transport = await self.loop.start_tls(
             self.transport, self, context, server_hostname=server_hostname
         )
