@@ -47,12 +47,13 @@ class Answer:
     body: bytes = b""
     # Send only this many bytes of the body (its content-length says all), then close.
     cut_at: int | None = None
+    length: bool = True  # False: no content-length added (a HEAD's, a chunked body's)
 
     def encoded(self, head_only: bool = False) -> bytes:
         head = b"HTTP/1.1 %d %s\r\n" % (self.status, REASONS.get(self.status, b"Other"))
         names = {name.lower() for name, _ in self.headers}
         headers = list(self.headers)
-        if b"content-length" not in names:
+        if self.length and b"content-length" not in names:
             headers.append((b"content-length", b"%d" % len(self.body)))
         head += b"".join(b"%s: %s\r\n" % pair for pair in headers) + b"\r\n"
         if head_only:
@@ -140,6 +141,7 @@ class FakeS3:
         self.ignore_if_match = False
         self.ignore_range = False
         self.head_checksum_type = True  # False: as moto's HEAD, no x-amz-checksum-type
+        self.max_uploads = 1000  # a page of ListMultipartUploads
         self._next_upload = 0
         self.server: Server | None = None
 
@@ -322,13 +324,24 @@ class FakeS3:
         )
 
     def op_ListMultipartUploads(self, request: Request) -> Answer:
+        listed = sorted((u.key, i) for i, u in self.uploads.items())
+        listed = [item for item in listed if item[0].startswith(request.query.get("prefix", ""))]
+        if "key-marker" in request.query:
+            after = (request.query["key-marker"], request.query["upload-id-marker"])
+            listed = [item for item in listed if item > after]
+        page, rest = listed[: self.max_uploads], listed[self.max_uploads :]
         uploads = "".join(
-            f"<Upload><Key>{u.key}</Key><UploadId>{i}</UploadId></Upload>"
-            for i, u in self.uploads.items()
+            f"<Upload><Key>{key}</Key><UploadId>{i}</UploadId></Upload>" for key, i in page
         )
+        more = "<IsTruncated>false</IsTruncated>"
+        if rest:
+            more = (
+                f"<IsTruncated>true</IsTruncated><NextKeyMarker>{page[-1][0]}</NextKeyMarker>"
+                f"<NextUploadIdMarker>{page[-1][1]}</NextUploadIdMarker>"
+            )
         return xml_answer(
             '<?xml version="1.0" encoding="UTF-8"?>\n<ListMultipartUploadsResult'
-            f' xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{uploads}'
+            f' xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{more}{uploads}'
             "</ListMultipartUploadsResult>"
         )
 

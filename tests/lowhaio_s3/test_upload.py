@@ -309,3 +309,25 @@ async def test_keys_are_sent_encoded_and_stored_as_given() -> None:
     async with fake_s3() as s3, pool() as request:
         await upload(request, s3.url() + "/", key, pieces(b"odd"))
         assert stored(s3, key) == b"odd"
+
+
+class Chunks:
+    """A body that is an async iterator of its own, without `aclose`."""
+
+    def __init__(self, data: bytes) -> None:
+        self.pieces = [data[i : i + 4096] for i in range(0, len(data), 4096)]
+
+    def __aiter__(self) -> Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if not self.pieces:
+            raise StopAsyncIteration
+        return self.pieces.pop(0)
+
+
+async def test_a_body_without_aclose() -> None:
+    data = data_of(PART + 10)
+    async with fake_s3() as s3, pool() as request:
+        await upload(request, s3.url(), "key", Chunks, (data,), part_size=PART)
+        assert stored(s3) == data

@@ -33,7 +33,8 @@ from ._parts import (
 )
 from ._retry import RETRIABLE_CODES, Retries, retriable
 from ._target import object_url, on_aws
-from ._upload import ChecksumChoice, Uploaded, abort_upload, upload
+from ._upload import ChecksumChoice, Uploaded, abort_upload, list_uploads, upload
+from ._xml import ListedUpload
 
 __version__ = "0.1.0"
 
@@ -51,6 +52,7 @@ __all__ = [
     "Crc32",
     "Download",
     "Downloaded",
+    "ListedUpload",
     "Retries",
     "RunningChecksum",
     "S3BodyLengthError",
@@ -64,6 +66,7 @@ __all__ = [
     "VerifyChoice",
     "abort_upload",
     "download",
+    "list_uploads",
     "object_url",
     "on_aws",
     "open_download",

@@ -358,7 +358,8 @@ class Download:
                 self._start_ranges(self._concurrency - 1)  # it is the window's first
             else:
                 self._start_ranges(self._concurrency)
-                chunks = await self._result(self._tasks.popleft())
+                chunks = await self._result(self._tasks[0])  # left in the window until done,
+                self._tasks.popleft()  # to be cancelled if the wait for it is
             for chunk in chunks:
                 yield chunk
             del chunks  # before more ranges are started: the window holds it no more

@@ -23,17 +23,18 @@ def on_aws(url: str) -> bool:
 
 
 class S3Object:
-    """An object: `url`, and `bucket` and `key` for messages.
+    """An object (or with `key` None, its bucket): `url`, and `bucket` and `key` for
+    messages.
 
     `bucket_url` is a virtual-hosted bucket (`https://my-bucket.s3.eu-west-2.amazonaws.com`)
     or a path-style one (`http://127.0.0.1:8333/my-bucket`)."""
 
     __slots__ = ("bucket", "key", "on_aws", "url")
 
-    def __init__(self, bucket_url: str, key: str) -> None:
-        if not isinstance(key, str) or not key:
+    def __init__(self, bucket_url: str, key: str | None) -> None:
+        if key is not None and (not isinstance(key, str) or not key):
             raise ValueError("an S3 key is a non-empty string")
-        if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        if key is not None and len(key.encode("utf-8")) > MAX_KEY_BYTES:
             raise ValueError(f"an S3 key is at most {MAX_KEY_BYTES} bytes in UTF-8")
         parts = urlsplit(bucket_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -42,12 +43,14 @@ class S3Object:
             # Not shown: it could hold credentials.
             raise ValueError("the bucket URL must have no userinfo, query or fragment")
         path = parts.path.rstrip("/")
-        self.url = urlunsplit(
-            (parts.scheme, parts.netloc, f"{path}/{quote(key, safe='/')}", "", "")
-        )
+        # None: the bucket itself (its URL as given, without a final slash but the root's).
+        where = path or "/" if key is None else f"{path}/{quote(key, safe='/')}"
+        self.url = urlunsplit((parts.scheme, parts.netloc, where, "", ""))
         self.bucket = path.lstrip("/").split("/")[0] if path else parts.hostname.split(".")[0]
         self.key = key
         self.on_aws = on_aws(bucket_url)
 
     def __str__(self) -> str:
+        if self.key is None:
+            return f"bucket {self.bucket!r}"
         return f"bucket {self.bucket!r} key {self.key!r}"

@@ -13,6 +13,7 @@ second cancellation does not stop, bounded by `abort_timeout`.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
@@ -31,7 +32,15 @@ from ._parts import (
 )
 from ._retry import Retries, attempt
 from ._target import S3Object
-from ._xml import CompletedPart, complete_request, complete_result, is_error, parts_listed
+from ._xml import (
+    CompletedPart,
+    ListedUpload,
+    complete_request,
+    complete_result,
+    is_error,
+    multipart_uploads,
+    parts_listed,
+)
 from ._xml import upload_id as upload_id_in
 
 _NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
@@ -436,6 +445,43 @@ async def abort_upload(
     its parts remains; abort again while one does, `attempts` times at most (then `S3Error`).
     An upload that is gone already is not an error."""
     await abort_parts(Client(request, S3Object(bucket_url, key)), upload_id, attempts, retries)
+
+
+async def list_uploads(
+    request: Request,
+    bucket_url: str,
+    prefix: str = "",
+    *,
+    retries: Retries = Retries(),  # noqa: B008 - immutable
+) -> list[ListedUpload]:
+    """The multipart uploads in progress in the bucket, of keys that start with `prefix`, as
+    `(key, upload_id)` pairs, every page of them (ListMultipartUploads): uploads that a failed
+    abort left, or another client's. Their parts are billed until they are aborted or
+    completed."""
+    client = Client(request, S3Object(bucket_url, None))
+    operation = "ListMultipartUploads"
+    found: list[ListedUpload] = []
+    markers: tuple[str, str] | None = None
+    while True:
+        params: tuple[tuple[str, str], ...] = (("uploads", ""),)
+        if prefix:
+            params += (("prefix", prefix),)
+        if markers is not None:
+            params += (("key-marker", markers[0]), ("upload-id-marker", markers[1]))
+        answer = await attempt(
+            retries,
+            operation,
+            functools.partial(client.call, b"GET", operation, params=params, limit=LIST_LIMIT),
+        )
+        page = multipart_uploads(answer.document)
+        if page is None or (page.next_markers is not None and page.next_markers == markers):
+            raise client.protocol_error(
+                operation, "the answer is not a ListMultipartUploadsResult that goes on"
+            )
+        found += page.uploads
+        if page.next_markers is None:
+            return found
+        markers = page.next_markers
 
 
 def _first_of(errors: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -103,13 +103,26 @@ class ListedUpload(NamedTuple):
     upload_id: str
 
 
-def multipart_uploads(document: bytes) -> list[ListedUpload] | None:
-    """The uploads in progress that a ListMultipartUploadsResult lists, or None if it is not
-    one."""
+class UploadsPage(NamedTuple):
+    uploads: list[ListedUpload]
+    # The markers of the next page (key-marker, upload-id-marker), or None after the last.
+    next_markers: tuple[str, str] | None
+
+
+def multipart_uploads(document: bytes) -> UploadsPage | None:
+    """The uploads in progress that a ListMultipartUploadsResult lists, and where the next
+    page starts; or None if `document` is not one."""
     root = parsed(document)
     if root is None or local_name(root) != "ListMultipartUploadsResult":
         return None
-    return [
+    uploads = [
         ListedUpload(upload.findtext("{*}Key") or "", upload.findtext("{*}UploadId") or "")
         for upload in root.iterfind("{*}Upload")
     ]
+    markers = None
+    if root.findtext("{*}IsTruncated") == "true":
+        markers = (
+            root.findtext("{*}NextKeyMarker") or "",
+            root.findtext("{*}NextUploadIdMarker") or "",
+        )
+    return UploadsPage(uploads, markers)
