@@ -6,7 +6,8 @@ on top: `FakeS3.faults` are called with every request before it is served, and m
 themselves, drop the connection, or wait.
 
 It records what it was sent (`requests`), how many requests of each operation were in flight at
-once (`peak`), and the connections it accepted (`server.connections`).
+once (`peak`), how many it answered (`answered`), and the connections it accepted
+(`server.connections`).
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ class FakeS3:
         self.counts: Counter[str] = Counter()
         self.in_flight: Counter[str] = Counter()
         self.peak: Counter[str] = Counter()
+        self.answered: Counter[str] = Counter()  # answers written whole
         self.ignore_if_match = False
         self.ignore_range = False
         self.head_checksum_type = True  # False: as moto's HEAD, no x-amz-checksum-type
@@ -185,6 +187,7 @@ class FakeS3:
             assert isinstance(answer, Answer)
             writer.write(answer.encoded(head_only=request.method == "HEAD"))
             await writer.drain()
+            self.answered[request.operation] += 1
             if answer.cut_at is not None:
                 return
 
