@@ -22,7 +22,7 @@ from typing import Literal, NamedTuple
 
 from lowhaio import Headers, Request, RequestHeaders, ResponseBody
 
-from ._checksums import CRC32, ChecksumSpec, checked
+from ._checksums import CRC32, ChecksumSpec, RunningChecksum, checked
 from ._client import ERROR_LIMIT, Client, caller_headers, header, read_at_most
 from ._errors import S3ChecksumError, S3ChecksumMismatchError, S3ObjectChangedError
 from ._parts import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, parts_for
@@ -129,124 +129,105 @@ def open_download(
     target = S3Object(bucket_url, key)
     verify = target.on_aws if verify_checksum == "auto" else bool(verify_checksum)
     return Download(
-        Client(request, target, caller_headers(headers)),
-        range_size,
+        _Reader(
+            Client(request, target, caller_headers(headers)),
+            range_size,
+            verify,
+            verify_checksum == "required",
+            tuple(checked(spec) for spec in checksums),
+            retries,
+        ),
         concurrency,
-        verify,
-        verify_checksum == "required",
-        tuple(checked(spec) for spec in checksums),
-        retries,
     )
 
 
-class Download:
-    """An object being read: see `open_download`."""
+Write = Callable[[int, bytes], object]  # a range's chunk, at its offset in the object
+
+
+class _Reader:
+    """One object read by ranges: its size, ETag and checksum learnt first (a HEAD, or the first
+    range's answer), then each range fetched, checked, and written where it goes."""
 
     def __init__(
         self,
         client: Client,
         range_size: int,
-        concurrency: int,
         verify: bool,
         required: bool,
         checksums: tuple[ChecksumSpec, ...],
         retries: Retries,
     ) -> None:
-        self._client = client
-        self._range_size = range_size
-        self._concurrency = concurrency
-        self._verify = verify
-        self._required = required
-        self._checksums = checksums
-        self._retries = retries
+        self.client = client
+        self.range_size = range_size
+        self.verify = verify
+        self.required = required
+        self.checksums = checksums
+        self.retries = retries
         self.size = 0
         self.etag = ""
+        self.etag_bytes = b""
         self.ranges = 0
-        self.result: Downloaded | None = None
-        self._etag_bytes = b""
-        self._spec: ChecksumSpec | None = None  # the checksum to verify, and its value
-        self._expected = ""
-        self._unverified: str | None = None
-        self._first: list[bytes] | None = None  # the first range, read to learn the size
-        self._whole: ResponseBody | None = None  # a 200 to the first range: the whole object
-        self._tasks: deque[asyncio.Task[list[bytes]]] = deque()
-        self._next = 0  # the next range to start
-        self._failed: asyncio.Future[asyncio.Task[list[bytes]]] | None = None
-        self._iterator: AsyncGenerator[bytes, None] | None = None
-        self._entered = False
+        self.spec: ChecksumSpec | None = None  # the checksum to verify, and its value
+        self.expected = ""
+        self.unverified: str | None = None
+        self.whole: ResponseBody | None = None  # a 200 to the first range: the whole object
 
-    # Entering: the size and the ETag --------------------------------------------------------
-
-    async def __aenter__(self) -> Download:
-        if self._entered:
-            raise RuntimeError("a download is entered once")
-        self._entered = True
-        self._failed = asyncio.get_running_loop().create_future()
-        try:
-            if self._verify:
-                await self._head(checksum_mode=True)
-            else:
-                operation = f"GetObject bytes=0-{self._range_size - 1}"
-                ranged = await attempt(self._retries, operation, lambda: self._get_first(operation))
-                if not ranged:  # 416: an empty object has no range to give
-                    await self._head(checksum_mode=False)
-        except BaseException:
-            await self._close()
-            raise
-        self.ranges = 0 if self.size == 0 else parts_for(self.size, self._range_size)
-        if self._whole is not None:
+    async def start(self, first: Callable[[], Write]) -> bool:
+        """Learn the size, the ETag (and the checksum, if verifying): a HEAD, or the first
+        range, each of whose attempts writes with a writer from `first()` (True then)."""
+        fetched = False
+        if self.verify:
+            await self.head(checksum_mode=True)
+        else:
+            operation = f"GetObject bytes=0-{self.range_size - 1}"
+            kind = await attempt(self.retries, operation, lambda: self.first(operation, first()))
+            if kind == "empty":  # 416: an empty object has no range to give
+                await self.head(checksum_mode=False)
+            fetched = kind == "range"
+        self.ranges = 0 if self.size == 0 else parts_for(self.size, self.range_size)
+        if self.whole is not None:
             self.ranges = 1
-        elif self._first is not None:
-            self._next = 1
-        return self
+        return fetched
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self._close()
-
-    def _learn(self, operation: str, headers: Headers, size: int, more_from: int) -> None:
+    def learn(self, operation: str, headers: Headers, size: int, more_from: int) -> None:
         """Take the object's size and ETag; one is needed if ranges from `more_from` on are
         to be asked (with If-Match)."""
         self.size = size
         etag = header(headers, b"etag")
         if etag is None and size > more_from:
-            raise self._client.protocol_error(
+            raise self.client.protocol_error(
                 operation, "the answer has no ETag: the object's ranges cannot be matched"
             )
-        self._etag_bytes = etag or b""
-        self.etag = self._etag_bytes.decode("latin-1")
+        self.etag_bytes = etag or b""
+        self.etag = self.etag_bytes.decode("latin-1")
 
-    async def _head(self, checksum_mode: bool) -> None:
+    async def head(self, checksum_mode: bool) -> None:
         operation = "HeadObject"
         mode = ((b"x-amz-checksum-mode", b"ENABLED"),) if checksum_mode else ()
         answer = await attempt(
-            self._retries,
+            self.retries,
             operation,
-            lambda: self._client.call(b"HEAD", operation, headers=mode),
+            lambda: self.client.call(b"HEAD", operation, headers=mode),
         )
         length = header(answer.headers, b"content-length")
         if length is None or not length.isdigit():
-            raise self._client.protocol_error(operation, "the answer has no content-length")
-        self._learn(operation, answer.headers, int(length), 0)
+            raise self.client.protocol_error(operation, "the answer has no content-length")
+        self.learn(operation, answer.headers, int(length), 0)
         if checksum_mode:
-            self._choose_checksum(answer.headers)
-            if self._spec is None and self._required:
+            self.choose_checksum(answer.headers)
+            if self.spec is None and self.required:
                 raise S3ChecksumError(
-                    f"the checksum cannot be verified: {self._unverified}",
-                    self._client.target,
+                    f"the checksum cannot be verified: {self.unverified}",
+                    self.client.target,
                     operation,
                 )
 
-    async def _get_first(self, operation: str) -> bool:
-        """The first range: its bytes kept, the size and ETag learnt (True); or False for a
-        416 (an empty object); or a 200 (a server that ignores ranges): the whole body, kept
-        to be read as it comes."""
-        client = self._client
-        asked = (b"range", b"bytes=0-%d" % (self._range_size - 1))
+    async def first(self, operation: str, write: Write) -> str:
+        """The first range, written: "range"; or "empty" for a 416 (an empty object); or
+        "whole" for a 200 (a server that ignores ranges): the body kept, to be read as it
+        comes."""
+        client = self.client
+        asked = (b"range", b"bytes=0-%d" % (self.range_size - 1))
         code, headers, body = await client.request(
             b"GET", client.target.url, (), (*client.headers, asked)
         )
@@ -256,13 +237,13 @@ class Download:
             if length is None or not length.isdigit():
                 await body.aclose()
                 raise client.protocol_error(operation, "the answer has no content-length")
-            self._whole = body
-            self._learn(operation, headers, int(length), int(length))
-            return True
+            self.whole = body
+            self.learn(operation, headers, int(length), int(length))
+            return "whole"
         async with body:
             if status == 416:
                 await read_at_most(body, ERROR_LIMIT)
-                return False
+                return "empty"
             if status != 206:
                 document, _ = await read_at_most(body, ERROR_LIMIT)
                 raise client.error(operation, status, document)
@@ -270,15 +251,18 @@ class Download:
             if given is None or int(given[1]) != 0:
                 raise client.protocol_error(operation, "the answer is not the range asked for")
             size = int(given[3])
-            if int(given[2]) != min(size, self._range_size) - 1:
+            if int(given[2]) != min(size, self.range_size) - 1:
                 raise client.protocol_error(operation, "the answer is not the range asked for")
-            self._learn(operation, headers, size, self._range_size)
-            self._first = [chunk async for chunk in body]
-        return True
+            self.learn(operation, headers, size, self.range_size)
+            offset = 0
+            async for chunk in body:
+                write(offset, chunk)
+                offset += len(chunk)
+        return "range"
 
-    def _choose_checksum(self, headers: Headers) -> None:
+    def choose_checksum(self, headers: Headers) -> None:
         """The full-object checksum to verify, of the first algorithm of `checksums` that the
-        object has one of; else why none can be (`_unverified`)."""
+        object has one of; else why none can be (`unverified`)."""
         named = {
             name[len(b"x-amz-checksum-") :].decode("latin-1"): value.decode("latin-1").strip()
             for name, value in headers
@@ -286,13 +270,13 @@ class Download:
         }
         kind = (header(headers, b"x-amz-checksum-type") or b"").upper()
         if not named:
-            self._unverified = (
+            self.unverified = (
                 "the object has no checksum (none was stored with it, or the server does not"
                 " give it)"
             )
             return
         reasons = []
-        for spec in self._checksums:
+        for spec in self.checksums:
             value = named.get(spec.name)
             if value is None:
                 continue
@@ -309,16 +293,122 @@ class Download:
                     " (no x-amz-checksum-type)"
                 )
             else:
-                self._spec, self._expected = spec, value
+                self.spec, self.expected = spec, value
                 return
         if not reasons:
             reasons.append(
                 f"its checksum is of {', '.join(sorted(named))}, for which `checksums` has no"
                 " ChecksumSpec"
             )
-        self._unverified = "; ".join(reasons)
+        self.unverified = "; ".join(reasons)
 
-    # The ranges -----------------------------------------------------------------------------
+    def bounds(self, index: int) -> tuple[str, int, int]:
+        start = index * self.range_size
+        end = min(start + self.range_size, self.size) - 1
+        return f"GetObject bytes={start}-{end}", start, end
+
+    async def get(self, operation: str, start: int, end: int, write: Write) -> None:
+        """One range (not the first), asked with If-Match the ETag, checked, written."""
+        client = self.client
+        asked = ((b"range", b"bytes=%d-%d" % (start, end)), (b"if-match", self.etag_bytes))
+        code, headers, body = await client.request(
+            b"GET", client.target.url, (), (*client.headers, *asked)
+        )
+        status = int(code)
+        async with body:
+            if status != 206:
+                document, _ = await read_at_most(body, ERROR_LIMIT)
+                if status == 412:
+                    raise client.error(operation, status, document, None, S3ObjectChangedError)
+                if 200 <= status < 300:
+                    raise client.protocol_error(operation, f"a {status} answer to a range")
+                raise client.error(operation, status, document)
+            given = _CONTENT_RANGE.match(header(headers, b"content-range") or b"")
+            etag = header(headers, b"etag")
+            if (given is not None and int(given[3]) != self.size) or (
+                etag is not None and etag != self.etag_bytes
+            ):
+                raise S3ObjectChangedError(
+                    client.target,
+                    operation,
+                    status,
+                    None,
+                    f"the object changed: its ETag and size were {self.etag} and {self.size}"
+                    f", a range now says {(etag or b'').decode('latin-1')} and"
+                    f" {given[3].decode() if given else '?'}",
+                    None,
+                )
+            if given is None or (int(given[1]), int(given[2])) != (start, end):
+                raise client.protocol_error(operation, "the answer is not the range asked for")
+            offset = start
+            async for chunk in body:
+                write(offset, chunk)
+                offset += len(chunk)
+
+    def verified(self, running: RunningChecksum | None) -> Downloaded:
+        """The result, once every byte went through `running` (None: nothing to verify)."""
+        if running is not None and self.spec is not None:
+            actual = running.b64digest()
+            if actual != self.expected:
+                raise S3ChecksumMismatchError(
+                    self.client.target, "GetObject", self.spec.name, self.expected, actual
+                )
+        return Downloaded(
+            self.size,
+            self.etag,
+            self.ranges,
+            None if self.spec is None else self.spec.name,
+            self.unverified,
+        )
+
+
+class Download:
+    """An object being read in order: see `open_download`."""
+
+    def __init__(self, reader: _Reader, concurrency: int) -> None:
+        self._reader = reader
+        self._concurrency = concurrency
+        self.size = 0
+        self.etag = ""
+        self.ranges = 0
+        self.result: Downloaded | None = None
+        self._first: list[bytes] | None = None  # the first range, read to learn the size
+        self._tasks: deque[asyncio.Task[list[bytes]]] = deque()
+        self._next = 0  # the next range to start
+        self._failed: asyncio.Future[asyncio.Task[list[bytes]]] | None = None
+        self._iterator: AsyncGenerator[bytes, None] | None = None
+        self._entered = False
+
+    async def __aenter__(self) -> Download:
+        if self._entered:
+            raise RuntimeError("a download is entered once")
+        self._entered = True
+        self._failed = asyncio.get_running_loop().create_future()
+
+        def first() -> Write:  # a list for each attempt
+            chunks: list[bytes] = []
+            self._first = chunks
+            return lambda offset, chunk: chunks.append(chunk)
+
+        reader = self._reader
+        try:
+            if await reader.start(first):
+                self._next = 1
+            else:
+                self._first = None
+        except BaseException:
+            await self._close()
+            raise
+        self.size, self.etag, self.ranges = reader.size, reader.etag, reader.ranges
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self._close()
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         if not self._entered:
@@ -328,28 +418,18 @@ class Download:
         return self._iterator
 
     async def _chunks(self) -> AsyncGenerator[bytes, None]:
-        running = None if self._spec is None else self._spec.new()
+        spec = self._reader.spec
+        running = None if spec is None else spec.new()
         async for chunk in self._in_order():
             if running is not None:
                 running.update(chunk)
             yield chunk
-        if running is not None and self._spec is not None:
-            actual = running.b64digest()
-            if actual != self._expected:
-                raise S3ChecksumMismatchError(
-                    self._client.target, "GetObject", self._spec.name, self._expected, actual
-                )
-        self.result = Downloaded(
-            self.size,
-            self.etag,
-            self.ranges,
-            None if self._spec is None else self._spec.name,
-            self._unverified,
-        )
+        self.result = self._reader.verified(running)
 
     async def _in_order(self) -> AsyncGenerator[bytes, None]:
-        if self._whole is not None:
-            async for chunk in self._whole:
+        whole = self._reader.whole
+        if whole is not None:
+            async for chunk in whole:
                 yield chunk
             return
         for index in range(self.ranges):
@@ -390,46 +470,15 @@ class Download:
         return task.result()
 
     async def _fetch(self, index: int) -> list[bytes]:
-        start = index * self._range_size
-        end = min(start + self._range_size, self.size) - 1
-        operation = f"GetObject bytes={start}-{end}"
-        return await attempt(self._retries, operation, lambda: self._get(operation, start, end))
+        reader = self._reader
+        operation, start, end = reader.bounds(index)
 
-    async def _get(self, operation: str, start: int, end: int) -> list[bytes]:
-        client = self._client
-        asked = ((b"range", b"bytes=%d-%d" % (start, end)), (b"if-match", self._etag_bytes))
-        code, headers, body = await client.request(
-            b"GET", client.target.url, (), (*client.headers, *asked)
-        )
-        status = int(code)
-        async with body:
-            if status != 206:
-                document, _ = await read_at_most(body, ERROR_LIMIT)
-                if status == 412:
-                    raise client.error(operation, status, document, None, S3ObjectChangedError)
-                if 200 <= status < 300:
-                    raise client.protocol_error(operation, f"a {status} answer to a range")
-                raise client.error(operation, status, document)
-            given = _CONTENT_RANGE.match(header(headers, b"content-range") or b"")
-            etag = header(headers, b"etag")
-            if (given is not None and int(given[3]) != self.size) or (
-                etag is not None and etag != self._etag_bytes
-            ):
-                raise S3ObjectChangedError(
-                    client.target,
-                    operation,
-                    status,
-                    None,
-                    f"the object changed: its ETag and size were {self.etag} and {self.size}"
-                    f", a range now says {(etag or b'').decode('latin-1')} and"
-                    f" {given[3].decode() if given else '?'}",
-                    None,
-                )
-            if given is None or (int(given[1]), int(given[2])) != (start, end):
-                raise client.protocol_error(operation, "the answer is not the range asked for")
-            return [chunk async for chunk in body]
+        async def once() -> list[bytes]:
+            chunks: list[bytes] = []
+            await reader.get(operation, start, end, lambda offset, chunk: chunks.append(chunk))
+            return chunks
 
-    # Leaving ----------------------------------------------------------------------------------
+        return await attempt(reader.retries, operation, once)
 
     async def _close(self) -> None:
         """Stop: the iterator closed, every range still fetched cancelled and awaited."""
@@ -440,6 +489,7 @@ class Download:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        if self._whole is not None:
-            await self._whole.aclose()
+        whole = self._reader.whole
+        if whole is not None:
+            await whole.aclose()
         self._first = None
