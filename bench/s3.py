@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import pathlib
@@ -79,64 +80,111 @@ class Settings:
 # The measurements, each in a fresh process ------------------------------------------------------
 
 
-def measure_lowhaio(settings: Settings, direction: str, key: str, target: str) -> dict[str, float]:
+SCENARIOS = {
+    "upload, from a file": ("upload", "file"),
+    "upload, from a stream": ("upload", "stream"),
+    "download, to a file": ("download", "file"),
+    "download, to a stream": ("download", "stream"),
+}
+
+
+class Unseekable:
+    """A file that can only be read, or only written, in order: what a pipe or a socket is."""
+
+    def __init__(self, file: Any) -> None:
+        self._file = file
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._file.read(size)
+        return data
+
+    def write(self, data: bytes) -> int:
+        written: int = self._file.write(data)
+        return written
+
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        raise OSError("not seekable")
+
+
+def measure_lowhaio(settings: Settings, scenario: str, key: str, target: str) -> dict[str, float]:
     import lowhaio
     from lowhaio_aws_sigv4 import signed, static_credentials
-    from lowhaio_s3 import CRC32, download, upload
+    from lowhaio_s3 import CRC32, download, download_file, upload, upload_file
+
+    direction, kind = SCENARIOS[scenario]
 
     async def run() -> dict[str, float]:
         request, close = lowhaio.Pool()
         s3 = signed(request, static_credentials(KEY_ID, SECRET), "s3", REGION, payload="unsigned")
         bucket = f"{settings.url}/{BUCKET}"
+        part, concurrency = settings.part, settings.concurrency
         try:
             code, _, body = await s3(b"HEAD", bucket)  # the lazy imports, a first connection
             await lowhaio.buffered(body)
             assert code == b"200", code
             baseline = rss_mb()
             start, cpu = time.perf_counter(), cpu_seconds()
-            if direction == "upload":
-
-                async def chunks() -> Any:
-                    with open(settings.path, "rb") as file:
-                        while chunk := file.read(MiB):
-                            yield chunk
-
-                uploaded = await upload(
+            if scenario == "upload, from a file":
+                await upload_file(
                     s3,
                     bucket,
                     key,
-                    chunks,
-                    size=settings.size,
-                    part_size=settings.part,
-                    concurrency=settings.concurrency,
+                    settings.path,
+                    part_size=part,
+                    concurrency=concurrency,
                     checksum=CRC32,
                 )
-                assert uploaded.size == settings.size
+            elif direction == "upload":
+
+                async def chunks() -> Any:
+                    with open(settings.path, "rb") as file:  # noqa: ASYNC230 - as a pipe is read
+                        while chunk := file.read(MiB):
+                            yield chunk
+
+                await upload(
+                    s3, bucket, key, chunks, part_size=part, concurrency=concurrency, checksum=CRC32
+                )
+            elif kind == "file":
+                await download_file(
+                    s3,
+                    bucket,
+                    key,
+                    target,
+                    range_size=part,
+                    concurrency=concurrency,
+                    verify_checksum=False,
+                )
             else:
-                with open(target, "wb") as file:
-                    downloaded = await download(
+                with open(target, "wb") as file:  # noqa: ASYNC230 - as a pipe is written
+                    await download(
                         s3,
                         bucket,
                         key,
                         file.write,
-                        range_size=settings.part,
-                        concurrency=settings.concurrency,
+                        range_size=part,
+                        concurrency=concurrency,
                         verify_checksum=False,
                     )
-                assert downloaded.size == settings.size
             seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
         finally:
             await close()
         return result(settings, seconds, cpu, baseline)
 
-    return asyncio.run(run())
+    measured = asyncio.run(run())
+    if direction == "download":
+        assert os.path.getsize(target) == settings.size
+    return measured
 
 
-def measure_boto3(settings: Settings, direction: str, key: str, target: str) -> dict[str, float]:
+def measure_boto3(settings: Settings, scenario: str, key: str, target: str) -> dict[str, float]:
     import boto3
     import botocore.config
     from boto3.s3.transfer import TransferConfig
 
+    direction, kind = SCENARIOS[scenario]
     client = boto3.client(
         "s3",
         endpoint_url=settings.url,
@@ -159,12 +207,19 @@ def measure_boto3(settings: Settings, direction: str, key: str, target: str) -> 
     client.head_bucket(Bucket=BUCKET)  # the lazy imports, a first connection
     baseline = rss_mb()
     start, cpu = time.perf_counter(), cpu_seconds()
-    if direction == "upload":
+    if scenario == "upload, from a file":
         client.upload_file(settings.path, BUCKET, key, Config=config)
-    else:
+    elif direction == "upload":
+        with open(settings.path, "rb") as file:
+            client.upload_fileobj(Unseekable(file), BUCKET, key, Config=config)
+    elif kind == "file":
         client.download_file(BUCKET, key, target, Config=config)
-        assert os.path.getsize(target) == settings.size
+    else:
+        with open(target, "wb") as file:
+            client.download_fileobj(BUCKET, key, Unseekable(file), Config=config)
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+    if direction == "download":
+        assert os.path.getsize(target) == settings.size
     return result(settings, seconds, cpu, baseline)
 
 
@@ -186,23 +241,23 @@ MEASURE: dict[str, Callable[[Settings, str, str, str], dict[str, float]]] = {
 
 
 def measure_in_child(
-    name: str, settings: Settings, direction: str, key: str, target: str, out: Any
+    name: str, settings: Settings, scenario: str, key: str, target: str, out: Any
 ) -> None:
     settle_malloc()
     try:
-        out.send((MEASURE[name](settings, direction, key, target), None))
+        out.send((MEASURE[name](settings, scenario, key, target), None))
     except Exception as exc:  # reported in the table, not raised
         out.send((None, f"{type(exc).__name__}: {exc}"))
 
 
 def measure(
-    name: str, settings: Settings, direction: str, key: str, target: str
+    name: str, settings: Settings, scenario: str, key: str, target: str
 ) -> dict[str, float]:
     context = multiprocessing.get_context("forkserver")
     result_in, result_out = context.Pipe(duplex=False)
     child = context.Process(
         target=measure_in_child,
-        args=(name, settings, direction, key, target, result_out),
+        args=(name, settings, scenario, key, target, result_out),
         daemon=True,
     )
     child.start()
@@ -216,7 +271,7 @@ def measure(
         if child.is_alive():
             child.kill()
     if failure is not None:
-        raise RuntimeError(f"{name} {direction}: {failure}")
+        raise RuntimeError(f"{name} {scenario}: {failure}")
     return answer  # type: ignore[no-any-return]
 
 
@@ -233,10 +288,8 @@ def pin(server_pid: int) -> str:
         return "not pinned (one CPU)"
     server_cpu, client_cpu = cpus[0], cpus[1]
     for task in pathlib.Path(f"/proc/{server_pid}/task").iterdir():
-        try:
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
             os.sched_setaffinity(int(task.name), {server_cpu})
-        except OSError:
-            pass  # a thread that ended meanwhile
     os.sched_setaffinity(0, {client_cpu})
     return f"server on CPU {server_cpu}, clients on CPU {client_cpu}"
 
@@ -262,7 +315,7 @@ def setup(url: str, path: str, size: int, part: int) -> None:
             assert code == b"200", code
 
             async def chunks() -> Any:
-                with open(path, "rb") as file:
+                with open(path, "rb") as file:  # noqa: ASYNC230 - set-up, not measured
                     while chunk := file.read(MiB):
                         yield chunk
 
@@ -279,7 +332,7 @@ def delete(url: str, key: str) -> None:
     async def run() -> None:
         async with lowhaio.Pool() as request:
             s3 = signed(request, static_credentials(KEY_ID, SECRET), "s3", REGION)
-            code, _, body = await s3(b"DELETE", object_url(f"{url}/{BUCKET}", key))
+            _, _, body = await s3(b"DELETE", object_url(f"{url}/{BUCKET}", key))
             await lowhaio.buffered(body)
 
     asyncio.run(run())
@@ -287,29 +340,28 @@ def delete(url: str, key: str) -> None:
 
 def table(results: dict[tuple[str, str], dict[str, list[float]]], rounds: int) -> str:
     lines = [
-        "| direction | metric | lowhaio_s3 | boto3 | lowhaio_s3 / boto3 |",
+        "| scenario | metric | lowhaio_s3 | boto3 | lowhaio_s3 / boto3 |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for direction in ("upload", "download"):
+    for scenario in SCENARIOS:
         for metric in ("MB/s", "CPU s/GB", "peak RSS, MB", "peak - baseline, MB"):
+            digits = 2 if metric == "CPU s/GB" else 1
             cells, medians = [], []
             for name in CLIENTS:
-                values = results[(name, direction)].get(metric, [])
+                values = results[(name, scenario)].get(metric, [])
                 if not values:
                     cells.append("failed")
                     medians.append(None)
                     continue
                 median = statistics.median(values)
                 medians.append(median)
-                spread = f" ({min(values):.1f}-{max(values):.1f})" if rounds > 1 else ""
-                cells.append(
-                    f"{median:.1f}{spread}"
-                    if metric != "CPU s/GB"
-                    else f"{median:.2f}"
-                    + (f" ({min(values):.2f}-{max(values):.2f})" if rounds > 1 else "")
-                )
-            ratio = f"{medians[0] / medians[1]:.2f}" if None not in medians and medians[1] else "-"
-            lines.append(f"| {direction} | {metric} | {cells[0]} | {cells[1]} | {ratio} |")
+                cell = f"{median:.{digits}f}"
+                if rounds > 1:
+                    cell += f" ({min(values):.{digits}f}-{max(values):.{digits}f})"
+                cells.append(cell)
+            low, boto = medians
+            ratio = f"{low / boto:.2f}" if low is not None and boto else "-"
+            lines.append(f"| {scenario} | {metric} | {cells[0]} | {cells[1]} | {ratio} |")
     return "\n".join(lines)
 
 
@@ -319,6 +371,9 @@ def main() -> int:
     parser.add_argument("--part-mib", type=int, default=8, help="part and range size (MiB)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--only", type=lambda text: text.split(","), default=[], help="e.g. upload or file"
+    )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "s3-latest.md"))
     options = parser.parse_args()
     size, part = options.mib * MiB, options.part_mib * MiB
@@ -336,16 +391,18 @@ def main() -> int:
                 flush=True,
             )
             results: dict[tuple[str, str], dict[str, list[float]]] = {
-                (name, direction): {} for name in CLIENTS for direction in ("upload", "download")
+                (name, scenario): {} for name in CLIENTS for scenario in SCENARIOS
             }
             for number in range(options.rounds):
                 order = CLIENTS if number % 2 == 0 else CLIENTS[::-1]
-                for direction in ("upload", "download"):
+                for scenario, (direction, _) in SCENARIOS.items():
+                    if options.only and not any(word in scenario for word in options.only):
+                        continue
                     for name in order:
                         key = f"upload-{name}-{number}" if direction == "upload" else "object"
                         target = str(pathlib.Path(directory) / f"download-{name}.bin")
                         try:
-                            measured = measure(name, settings, direction, key, target)
+                            measured = measure(name, settings, scenario, key, target)
                         except (RuntimeError, TimeoutError) as failure:
                             failures.append(str(failure))
                             print(f"  round {number + 1}: {failure}", flush=True)
@@ -356,9 +413,9 @@ def main() -> int:
                             else:
                                 pathlib.Path(target).unlink(missing_ok=True)
                         for metric, value in measured.items():
-                            results[(name, direction)].setdefault(metric, []).append(value)
+                            results[(name, scenario)].setdefault(metric, []).append(value)
                         print(
-                            f"  round {number + 1}: {name} {direction}: "
+                            f"  round {number + 1}: {name}, {scenario}: "
                             + ", ".join(f"{m} {v:.2f}" for m, v in measured.items()),
                             flush=True,
                         )

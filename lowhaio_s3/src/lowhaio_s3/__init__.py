@@ -12,7 +12,7 @@ downloaded = await download(s3, bucket, "big.bin", file.write)
 """
 
 from ._checksums import CRC32, ChecksumSpec, Crc32, RunningChecksum
-from ._download import Download, Downloaded, VerifyChoice, download, open_download
+from ._download import Download, Downloaded, VerifyChoice, download, download_file, open_download
 from ._errors import (
     S3BodyLengthError,
     S3ChecksumError,
@@ -33,7 +33,7 @@ from ._parts import (
 )
 from ._retry import RETRIABLE_CODES, Retries, retriable
 from ._target import object_url, on_aws
-from ._upload import ChecksumChoice, Uploaded, abort_upload, list_uploads, upload
+from ._upload import ChecksumChoice, Uploaded, abort_upload, list_uploads, upload, upload_file
 from ._xml import ListedUpload
 
 __version__ = "0.1.0"
@@ -66,6 +66,7 @@ __all__ = [
     "VerifyChoice",
     "abort_upload",
     "download",
+    "download_file",
     "list_uploads",
     "object_url",
     "on_aws",
@@ -73,4 +74,5 @@ __all__ = [
     "part_size_for",
     "retriable",
     "upload",
+    "upload_file",
 ]

@@ -113,20 +113,22 @@ class Client:
         params: Params = (),
         headers: RequestHeaders = (),
         data: memoryview | bytes | None = None,
+        body: BodyFactory | None = None,
+        length: int = 0,
         limit: int = RESULT_LIMIT,
         upload_id: str | None = None,
         accept: Callable[[int], bool] = lambda status: 200 <= status < 300,
     ) -> Answer:
-        """Send the request (with `data` as its body, if any), read its answer whole: a
-        status that `accept` takes is returned, any other raised."""
+        """Send the request (with `data` as its body, or what `body` yields, `length` bytes),
+        read its answer whole: a status that `accept` takes is returned, any other raised."""
         headers = (*self.headers, *headers)
-        body: BodyFactory = empty_body
         if data is not None:
             view = memoryview(data)
-            headers += ((b"content-length", b"%d" % view.nbytes),)
-            body = slices(view)
+            body, length = slices(view), view.nbytes
+        if body is not None:
+            headers += ((b"content-length", b"%d" % length),)
         code, answer_headers, answer = await self.request(
-            method, self.target.url, params, headers, body
+            method, self.target.url, params, headers, empty_body if body is None else body
         )
         status = int(code)
         ok = accept(status)

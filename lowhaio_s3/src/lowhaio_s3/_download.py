@@ -13,8 +13,11 @@ every range still being fetched.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
+import os
 import re
+import tempfile
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from types import TracebackType
@@ -25,6 +28,7 @@ from lowhaio import Headers, Request, RequestHeaders, ResponseBody
 from ._checksums import CRC32, ChecksumSpec, RunningChecksum, checked
 from ._client import ERROR_LIMIT, Client, caller_headers, header, read_at_most
 from ._errors import S3ChecksumError, S3ChecksumMismatchError, S3ObjectChangedError
+from ._parallel import Job, bounded
 from ._parts import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, parts_for
 from ._retry import Retries, attempt
 from ._target import S3Object
@@ -118,6 +122,124 @@ def open_download(
     not in `checksums`); "auto" is True on AWS's hosts, False elsewhere. `headers` go with
     every request (`x-amz-request-payer`, say).
     """
+    return Download(
+        _reader(
+            request,
+            bucket_url,
+            key,
+            range_size,
+            concurrency,
+            verify_checksum,
+            checksums,
+            headers,
+            retries,
+        ),
+        concurrency,
+    )
+
+
+async def download_file(
+    request: Request,
+    bucket_url: str,
+    key: str,
+    path: str | os.PathLike[str],
+    *,
+    range_size: int = DEFAULT_PART_SIZE,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    verify_checksum: VerifyChoice = "auto",
+    checksums: Sequence[ChecksumSpec] = (CRC32,),
+    headers: RequestHeaders = (),
+    retries: Retries = Retries(),  # noqa: B008 - immutable
+) -> Downloaded:
+    """Read `key` into the file at `path`, by ranges fetched in parallel, each written at its
+    offset as it comes (`os.pwrite`): no range is held in memory, only the piece being
+    written of each range in flight. The bytes go to a temporary file beside `path`, which
+    replaces `path` once they are all there (and verified: the file is read back for a
+    checksum); on any error or cancellation it is removed, and `path` is left as it was.
+
+    The settings are `open_download`'s."""
+    reader = _reader(
+        request,
+        bucket_url,
+        key,
+        range_size,
+        concurrency,
+        verify_checksum,
+        checksums,
+        headers,
+        retries,
+    )
+    path = os.fspath(path)
+    directory, name = os.path.dirname(path) or ".", os.path.basename(path)
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".lowhaio")
+    try:
+        try:
+            fetched = await reader.start(lambda: _writer(fd))
+            if reader.whole is not None:
+                await _write_whole(reader.whole, _writer(fd))
+            else:
+                os.ftruncate(fd, reader.size)
+                await bounded(_range_jobs(reader, fd, 1 if fetched else 0), concurrency)
+            running = None if reader.spec is None else reader.spec.new()
+            if running is not None:
+                for offset in range(0, reader.size, _READ_BACK_BYTES):
+                    running.update(os.pread(fd, _READ_BACK_BYTES, offset))
+            result = reader.verified(running)
+        finally:
+            os.close(fd)
+            if reader.whole is not None:
+                await reader.whole.aclose()
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return result
+
+
+_READ_BACK_BYTES = 1024 * 1024  # a downloaded file is read back in pieces of this, to verify
+
+
+def _writer(fd: int) -> Write:
+    def write(offset: int, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            written = os.pwrite(fd, view, offset)
+            view, offset = view[written:], offset + written
+
+    return write
+
+
+async def _write_whole(body: ResponseBody, write: Write) -> None:
+    offset = 0
+    async for chunk in body:
+        write(offset, chunk)
+        offset += len(chunk)
+
+
+async def _range_jobs(reader: _Reader, fd: int, first: int) -> AsyncIterator[Job]:
+    write = _writer(fd)
+    for index in range(first, reader.ranges):
+        operation, start, end = reader.bounds(index)
+        yield functools.partial(
+            attempt,
+            reader.retries,
+            operation,
+            functools.partial(reader.get, operation, start, end, write),
+        )
+
+
+def _reader(
+    request: Request,
+    bucket_url: str,
+    key: str,
+    range_size: int,
+    concurrency: int,
+    verify_checksum: VerifyChoice,
+    checksums: Sequence[ChecksumSpec],
+    headers: RequestHeaders,
+    retries: Retries,
+) -> _Reader:
+    """The settings checked, before anything is sent."""
     if isinstance(range_size, bool) or not isinstance(range_size, int) or range_size < 1:
         raise ValueError(f"range_size must be a positive int: {range_size!r}")
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
@@ -128,16 +250,13 @@ def open_download(
         )
     target = S3Object(bucket_url, key)
     verify = target.on_aws if verify_checksum == "auto" else bool(verify_checksum)
-    return Download(
-        _Reader(
-            Client(request, target, caller_headers(headers)),
-            range_size,
-            verify,
-            verify_checksum == "required",
-            tuple(checked(spec) for spec in checksums),
-            retries,
-        ),
-        concurrency,
+    return _Reader(
+        Client(request, target, caller_headers(headers)),
+        range_size,
+        verify,
+        verify_checksum == "required",
+        tuple(checked(spec) for spec in checksums),
+        retries,
     )
 
 

@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Mapping
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
 from lowhaio import BodyFactory, Request, RequestHeaders
 
-from ._checksums import CRC32, ChecksumSpec, checked
-from ._client import LIST_LIMIT, Client, caller_headers, header
+from ._checksums import CRC32, ChecksumSpec, RunningChecksum, checked
+from ._client import LIST_LIMIT, Client, caller_headers, header, slices
 from ._errors import S3BodyLengthError, S3Error, S3ResponseError
+from ._parallel import Job, bounded
 from ._parts import (
     DEFAULT_CONCURRENCY,
     DEFAULT_PART_SIZE,
@@ -53,6 +55,11 @@ DEFAULT_ABORT_TIMEOUT = 60.0
 # Aborts that outlive a caller cancelled a second time while it waited for them: held here
 # until they end (bounded by their timeout), so that they are not garbage collected.
 _ABORTING: set[asyncio.Task[str | None]] = set()
+
+
+class _Checksum(NamedTuple):
+    value: str | None  # base64
+    headers: tuple[tuple[bytes, bytes], ...]
 
 
 class Uploaded(NamedTuple):
@@ -113,13 +120,127 @@ async def upload(
     the checksum headers), a `ChecksumSpec` (`CRC32`), or None. `headers` (content-type,
     `x-amz-meta-*`, storage class...) go with the PutObject or CreateMultipartUpload.
     """
+    if max_size is not None and max_size < 0:
+        raise ValueError(f"max_size cannot be negative: {max_size}")
+    transfer, threshold = _transfer(
+        request,
+        bucket_url,
+        key,
+        size if size is not None else max_size,
+        part_size,
+        threshold,
+        concurrency,
+        checksum,
+        headers,
+        retries,
+        abort_attempts,
+        abort_timeout,
+    )
+    part = transfer.part_size
+    if size is not None:
+        limit, too_long = size, f"the body is longer than its size, {size} bytes"
+    elif max_size is not None:
+        limit, too_long = max_size, f"the body is longer than max_size, {max_size} bytes"
+    else:
+        limit = part * MAX_PARTS
+        too_long = (
+            f"the body is longer than {MAX_PARTS} parts of {part} bytes: give its size, or"
+            " max_size, for larger parts"
+        )
+    target = transfer.client.target
+
+    def refuse(detail: str) -> S3BodyLengthError:
+        return S3BodyLengthError(detail, target, "upload")
+
+    reader = PartReader(body, body_args, body_kwargs, limit, size is not None, refuse, too_long)
+    try:
+        if size is not None:
+            first = bytearray(min(size, part))
+            await reader.fill(first)
+            if size <= threshold:
+                await reader.ended()  # raises if the body is longer than its size
+                return await transfer.put_buffer(first)
+        else:
+            first = bytearray()  # grown as it comes: a small object takes no part-sized buffer
+            await reader.grow(first, threshold)
+            if await reader.ended():
+                return await transfer.put_buffer(first)
+            await reader.grow(first, part)
+        return await transfer.multipart(
+            lambda: bounded(transfer.buffered_parts(reader, first), transfer.concurrency),
+            lambda: reader.total,
+        )
+    finally:
+        await reader.aclose()
+
+
+async def upload_file(
+    request: Request,
+    bucket_url: str,
+    key: str,
+    path: str | os.PathLike[str],
+    *,
+    part_size: int = DEFAULT_PART_SIZE,
+    threshold: int | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    checksum: ChecksumChoice = "auto",
+    headers: RequestHeaders = (),
+    retries: Retries = Retries(),  # noqa: B008 - immutable
+    abort_attempts: int = DEFAULT_ABORT_ATTEMPTS,
+    abort_timeout: float = DEFAULT_ABORT_TIMEOUT,
+) -> Uploaded:
+    """Upload the file at `path` to `key`, as `upload` does, but each part read from the file
+    as it is sent (at its offset, with `os.pread`: twice with a checksum, which is sent before
+    the part): no part is held in memory, only a piece of `READ_BYTES` per part in flight. The
+    size is the file's when the call begins; the file must not change until it returns."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        transfer, threshold = _transfer(
+            request,
+            bucket_url,
+            key,
+            size,
+            part_size,
+            threshold,
+            concurrency,
+            checksum,
+            headers,
+            retries,
+            abort_attempts,
+            abort_timeout,
+        )
+        source = _FileRanges(fd, transfer.client.target)
+        if size <= threshold:
+            return await transfer.put_ranges(source, size)
+        return await transfer.multipart(
+            lambda: bounded(transfer.ranged_parts(source, size), transfer.concurrency),
+            lambda: size,
+        )
+    finally:
+        os.close(fd)
+
+
+def _transfer(
+    request: Request,
+    bucket_url: str,
+    key: str,
+    largest: int | None,
+    part_size: int,
+    threshold: int | None,
+    concurrency: int,
+    checksum: ChecksumChoice,
+    headers: RequestHeaders,
+    retries: Retries,
+    abort_attempts: int,
+    abort_timeout: float,
+) -> tuple[_Upload, int]:
+    """The settings checked, before anything is read or sent: the transfer and its threshold."""
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ValueError(f"concurrency must be a positive int: {concurrency!r}")
     if abort_attempts < 1:
         raise ValueError(f"abort_attempts must be at least 1: {abort_attempts!r}")
-    if max_size is not None and max_size < 0:
-        raise ValueError(f"max_size cannot be negative: {max_size}")
-    part = part_size_for(size, max_size, part_size)
+    part = part_size_for(largest, None, part_size)
     if threshold is None:
         threshold = part
     elif not 0 <= threshold <= part:
@@ -135,37 +256,37 @@ async def upload(
         abort_attempts,
         abort_timeout,
     )
-    if size is not None:
-        limit, too_long = size, f"the body is longer than its size, {size} bytes"
-    elif max_size is not None:
-        limit, too_long = max_size, f"the body is longer than max_size, {max_size} bytes"
-    else:
-        limit = part * MAX_PARTS
-        too_long = (
-            f"the body is longer than {MAX_PARTS} parts of {part} bytes: give its size, or"
-            " max_size, for larger parts"
-        )
+    return transfer, threshold
 
-    def refuse(detail: str) -> S3BodyLengthError:
-        return S3BodyLengthError(detail, target, "upload")
 
-    reader = PartReader(body, body_args, body_kwargs, limit, size is not None, refuse, too_long)
-    try:
-        if size is not None:
-            first = bytearray(min(size, part))
-            await reader.fill(first)
-            if size <= threshold:
-                await reader.ended()  # raises if the body is longer than its size
-                return await transfer.put(first)
-        else:
-            first = bytearray()  # grown as it comes: a small object takes no part-sized buffer
-            await reader.grow(first, threshold)
-            if await reader.ended():
-                return await transfer.put(first)
-            await reader.grow(first, part)
-        return await transfer.multipart(reader, first)
-    finally:
-        await reader.aclose()
+# Read from a file: what a part is, at its offset, as often as it is sent.
+READ_BYTES = 128 * 1024
+
+
+class _FileRanges:
+    """A file's bytes from an offset, as a replayable body factory for each part."""
+
+    __slots__ = ("_fd", "_target")
+
+    def __init__(self, fd: int, target: S3Object) -> None:
+        self._fd = fd
+        self._target = target
+
+    def factory(self, offset: int, length: int) -> BodyFactory:
+        return functools.partial(self.chunks, offset, length)
+
+    async def chunks(self, offset: int, length: int) -> AsyncIterator[bytes]:
+        end = offset + length
+        while offset < end:
+            data = os.pread(self._fd, min(READ_BYTES, end - offset), offset)
+            if not data:
+                raise S3BodyLengthError(
+                    f"the file ended at {offset} bytes: it was shortened during the upload",
+                    self._target,
+                    "upload",
+                )
+            offset += len(data)
+            yield data
 
 
 class _Upload:
@@ -174,6 +295,7 @@ class _Upload:
         "abort_timeout",
         "client",
         "concurrency",
+        "done",
         "headers",
         "part_size",
         "retries",
@@ -201,40 +323,64 @@ class _Upload:
         self.abort_attempts = abort_attempts
         self.abort_timeout = abort_timeout
         self.upload_id = ""
+        self.done: dict[int, CompletedPart] = {}  # the parts sent, by number
 
-    def checksum_of(self, data: memoryview) -> tuple[str | None, tuple[tuple[bytes, bytes], ...]]:
-        if self.spec is None:
-            return None, ()
-        running = self.spec.new()
-        running.update(data)
+    def checksum_headers(self, running: RunningChecksum | None) -> _Checksum:
+        if running is None or self.spec is None:
+            return _Checksum(None, ())
         value = running.b64digest()
         algorithm = self.spec.s3_name.encode()
         # The algorithm named too, as the AWS SDKs do (moto stores the checksum only then).
-        return value, (
-            (self.spec.header, value.encode()),
-            (b"x-amz-sdk-checksum-algorithm", algorithm),
+        return _Checksum(
+            value,
+            ((self.spec.header, value.encode()), (b"x-amz-sdk-checksum-algorithm", algorithm)),
         )
 
-    async def put(self, data: bytearray) -> Uploaded:
+    def checksum_of(self, data: memoryview) -> _Checksum:
+        running = None if self.spec is None else self.spec.new()
+        if running is not None:
+            running.update(data)
+        return self.checksum_headers(running)
+
+    async def checksum_of_range(self, source: _FileRanges, offset: int, length: int) -> _Checksum:
+        running = None if self.spec is None else self.spec.new()
+        if running is not None:
+            async for chunk in source.chunks(offset, length):
+                running.update(chunk)
+        return self.checksum_headers(running)
+
+    async def put_buffer(self, data: bytearray) -> Uploaded:
         view = memoryview(data)
-        value, checksum_headers = self.checksum_of(view)
+        return await self.put(slices(view), view.nbytes, self.checksum_of(view))
+
+    async def put_ranges(self, source: _FileRanges, size: int) -> Uploaded:
+        checksum = await self.checksum_of_range(source, 0, size)
+        return await self.put(source.factory(0, size), size, checksum)
+
+    async def put(self, body: BodyFactory, length: int, checksum: _Checksum) -> Uploaded:
         answer = await attempt(
             self.retries,
             "PutObject",
             lambda: self.client.call(
-                b"PUT", "PutObject", headers=(*self.headers, *checksum_headers), data=view
+                b"PUT",
+                "PutObject",
+                headers=(*self.headers, *checksum.headers),
+                body=body,
+                length=length,
             ),
         )
         return Uploaded(
             _text(header(answer.headers, b"etag")) or "",
-            view.nbytes,
+            length,
             0,
-            value,
+            checksum.value,
             None,
             _text(header(answer.headers, b"x-amz-version-id")),
         )
 
-    async def multipart(self, reader: PartReader, first: bytearray) -> Uploaded:
+    async def multipart(
+        self, send_parts: Callable[[], Awaitable[None]], size: Callable[[], int]
+    ) -> Uploaded:
         create_headers = self.headers
         if self.spec is not None:
             create_headers += ((b"x-amz-checksum-algorithm", self.spec.s3_name.encode()),)
@@ -253,67 +399,67 @@ class _Upload:
             raise self.client.protocol_error("CreateMultipartUpload", "the answer has no UploadId")
         self.upload_id = upload_id
         try:
-            parts = await self.send_parts(reader, first)
-            return await self.complete(parts, reader.total)
+            await send_parts()
+            parts = [self.done[number] for number in range(1, len(self.done) + 1)]
+            return await self.complete(parts, size())
         except BaseException as error:
             await self.abort_after(error)
             raise
 
-    async def send_parts(self, reader: PartReader, first: bytearray) -> list[CompletedPart]:
-        done: dict[int, CompletedPart] = {}
-        free: list[bytearray] = []  # buffers of parts sent, to fill again
-        slots = asyncio.Semaphore(self.concurrency)
-        number = 0
-        buffer, length = first, len(first)
-        try:
-            async with asyncio.TaskGroup() as group:
-                while True:
-                    number += 1
-                    await slots.acquire()
-                    group.create_task(self.send_part(number, buffer, length, done, free, slots))
-                    if await reader.ended():
-                        break
-                    buffer = free.pop() if free else bytearray(self.part_size)
-                    length = await reader.fill(buffer)
-        except BaseExceptionGroup as errors:
-            raise _first_of(errors) from None
-        return [done[index] for index in range(1, number + 1)]
+    async def buffered_parts(self, reader: PartReader, first: bytearray) -> AsyncIterator[Job]:
+        """The parts of a body read in order: each in a buffer, the buffers reused (a part's
+        once it was sent), so that at most concurrency + 1 exist."""
+        free: list[bytearray] = []
+        buffer, length, number = first, len(first), 1
+        while True:
+            yield functools.partial(self.send_buffer, number, buffer, length, free)
+            if await reader.ended():
+                return
+            buffer = free.pop() if free else bytearray(self.part_size)
+            length = await reader.fill(buffer)
+            number += 1
 
-    async def send_part(
-        self,
-        number: int,
-        buffer: bytearray,
-        length: int,
-        done: dict[int, CompletedPart],
-        free: list[bytearray],
-        slots: asyncio.Semaphore,
+    async def ranged_parts(self, source: _FileRanges, size: int) -> AsyncIterator[Job]:
+        for number, offset in enumerate(range(0, size, self.part_size), 1):
+            yield functools.partial(
+                self.send_range, source, number, offset, min(self.part_size, size - offset)
+            )
+
+    async def send_buffer(
+        self, number: int, buffer: bytearray, length: int, free: list[bytearray]
     ) -> None:
         try:
             data = memoryview(buffer)[:length]
-            value, checksum_headers = self.checksum_of(data)
-            operation = f"UploadPart {number}"
-            params = (("partNumber", str(number)), ("uploadId", self.upload_id))
-            answer = await attempt(
-                self.retries,
-                operation,
-                lambda: self.client.call(
-                    b"PUT",
-                    operation,
-                    params=params,
-                    headers=checksum_headers,
-                    data=data,
-                    upload_id=self.upload_id,
-                ),
-            )
-            etag = _text(header(answer.headers, b"etag"))
-            if not etag:
-                raise self.client.protocol_error(
-                    operation, "the answer has no ETag", self.upload_id
-                )
-            done[number] = CompletedPart(number, etag, value)
+            await self.send_part(number, slices(data), length, self.checksum_of(data))
         finally:
             free.append(buffer)
-            slots.release()
+
+    async def send_range(self, source: _FileRanges, number: int, offset: int, length: int) -> None:
+        checksum = await self.checksum_of_range(source, offset, length)
+        await self.send_part(number, source.factory(offset, length), length, checksum)
+
+    async def send_part(
+        self, number: int, body: BodyFactory, length: int, checksum: _Checksum
+    ) -> None:
+        operation = f"UploadPart {number}"
+        params = (("partNumber", str(number)), ("uploadId", self.upload_id))
+        answer = await attempt(
+            self.retries,
+            operation,
+            lambda: self.client.call(
+                b"PUT",
+                operation,
+                params=params,
+                headers=checksum.headers,
+                body=body,
+                length=length,
+                upload_id=self.upload_id,
+            ),
+        )
+        etag = _text(header(answer.headers, b"etag"))
+        if not etag:
+            raise self.client.protocol_error(operation, "the answer has no ETag", self.upload_id)
+        self.done[number] = CompletedPart(number, etag, checksum.value)
 
     async def complete(self, parts: list[CompletedPart], size: int) -> Uploaded:
         element = None if self.spec is None else f"Checksum{self.spec.s3_name}"
@@ -482,16 +628,6 @@ async def list_uploads(
         if page.next_markers is None:
             return found
         markers = page.next_markers
-
-
-def _first_of(errors: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first error of a TaskGroup's (the body's, or a part's), with a note of the others."""
-    first, *others = errors.exceptions
-    if isinstance(first, BaseExceptionGroup):  # pragma: no cover - TaskGroup nests none
-        first = _first_of(first)
-    for other in others:
-        first.add_note(f"also: {type(other).__name__}: {other}")
-    return first
 
 
 def _text(value: bytes | None) -> str | None:
