@@ -266,5 +266,6 @@ async def test_readme_example(
 
 
 def test_the_sigv4_readme_has_examples_run_here() -> None:
-    assert {example.path.parent.name for example in S3_EXAMPLES} == {"lowhaio_aws_sigv4"}
+    readmes = {example.path.parent.name for example in S3_EXAMPLES}
+    assert readmes == {"lowhaio_aws_sigv4", "lowhaio_s3"}
     assert all(README_BUCKET in example.code for example in S3_EXAMPLES)
