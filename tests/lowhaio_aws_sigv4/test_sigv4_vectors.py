@@ -420,3 +420,74 @@ def test_presigned_url_refuses_the_credentials_callable_that_signed_takes() -> N
     for wrong in (static_credentials(S3_KEY_ID, S3_SECRET), (S3_KEY_ID, S3_SECRET)):
         with pytest.raises(TypeError, match=r"takes Credentials.*await credentials\(\)"):
             presigned_url(wrong, b"GET", url, "s3", "us-east-1")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("expires", [1, 3600, 604800])
+def test_presigned_url_lives_up_to_seven_days(expires: int) -> None:
+    url = _presign(
+        Credentials(S3_KEY_ID, S3_SECRET), "https://b.s3.amazonaws.com/k", expires=expires
+    )
+    assert dict(parse_qsl(urlsplit(url).query))["X-Amz-Expires"] == str(expires)
+
+
+@pytest.mark.parametrize(
+    ("expires", "error"),
+    [
+        (0, ValueError),
+        (-1, ValueError),
+        (604801, ValueError),
+        (10**7, ValueError),
+        (True, TypeError),
+        (60.0, TypeError),
+        ("60", TypeError),
+    ],
+)
+def test_presigned_url_refuses_a_life_s3_would_refuse(expires: Any, error: type[Exception]) -> None:
+    """S3 refuses X-Amz-Expires over 604800 (SeaweedFS: 400): refused here, with the limit."""
+    with pytest.raises(error, match="expires must be"):
+        _presign(Credentials(S3_KEY_ID, S3_SECRET), "https://b.s3.amazonaws.com/k", expires=expires)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:pa55word@b.s3.amazonaws.com/k",
+        "https://user@b.s3.amazonaws.com/k",
+        "https://:pa55word@b.s3.amazonaws.com:8443/k",
+    ],
+)
+def test_presigned_url_refuses_userinfo(url: str) -> None:
+    """Whoever is handed the URL would be handed the credentials in it too."""
+    with pytest.raises(ValueError, match=r"userinfo \(user:password@\)") as raised:
+        _presign(Credentials(S3_KEY_ID, S3_SECRET), url)
+    assert "pa55word" not in str(raised.value)
+
+
+def test_presigned_url_of_another_service_signs_by_its_rule() -> None:
+    """Another service than S3: the path normalised and encoded twice in the canonical request,
+    sent as it was given."""
+    date = S3_DATE
+    url = presigned_url(
+        Credentials(S3_KEY_ID, S3_SECRET),
+        b"GET",
+        "https://abc.execute-api.eu-west-2.amazonaws.com/prod/./a b/../x%2Fy",
+        "execute-api",
+        "eu-west-2",
+        clock=lambda: date,
+    )
+    host, target = target_of(url)
+    path, _, query = target.partition(b"?")
+    assert path == b"/prod/./a%20b/../x%2Fy"
+    pairs = [item for item in query.split(b"&") if not item.startswith(b"X-Amz-Signature=")]
+    creq = canonical_request(
+        b"GET",
+        path + b"?" + b"&".join(pairs),
+        ((b"host", host),),
+        b"UNSIGNED-PAYLOAD",
+        "execute-api",
+    )
+    assert creq.split(b"\n")[1] == b"/prod/x%252Fy"
+    key = signing_key(S3_SECRET, date, "eu-west-2", "execute-api")
+    scope = "20130524/eu-west-2/execute-api/aws4_request"
+    signature = hmac.new(key, string_to_sign(date, scope, creq), hashlib.sha256).hexdigest()
+    assert dict(parse_qsl(query.decode()))["X-Amz-Signature"] == signature
