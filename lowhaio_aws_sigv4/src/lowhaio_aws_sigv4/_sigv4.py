@@ -479,6 +479,10 @@ def signed(
             if name in given_names:
                 raise HttpInvalidRequestError(f"headers must not hold {name.decode()}: {why}")
         given_hash = _caller_content_sha256(headers)
+        if not callable(body):  # refused as the core would, before a first pass or a wrapping
+            raise HttpInvalidRequestError(
+                f"body must be a factory returning an async iterable, not {type(body).__name__}"
+            )
         host, target = target_of(url, params)
         signed_host = next((v for n, v in headers if n.lower() == b"host"), host)
         algorithm = None
@@ -505,10 +509,6 @@ def signed(
             # signed as such.
             payload_hash = EMPTY_SHA256.encode()
         elif payload == "signed":
-            if not callable(body):  # refused as the core would, before a first pass
-                raise HttpInvalidRequestError(
-                    f"body must be a factory returning an async iterable, not {type(body).__name__}"
-                )
             in_header = None if algorithm is None else Checksum(algorithm)
             payload_hash = await _first_pass(body, body_args, body_kwargs, in_header)
             if in_header is not None:
