@@ -70,13 +70,15 @@ UNSIGNED_HEADERS = frozenset(
 
 # Headers that only the signer sends: from the credentials, the clock and its own framing. A
 # caller's would go beside the signer's, and a server refuses the request (SeaweedFS: 403).
-SIGNER_HEADERS = {
-    b"authorization": "the signer writes it",
-    b"x-amz-date": "the signer sends the time it signs with (signed(..., clock=...) sets it)",
-    b"x-amz-security-token": "the signer sends the credentials' session_token",
-    b"x-amz-decoded-content-length": "the signer sends it with an aws-chunked body",
-    b"x-amz-trailer": "the signer sends it with the checksum trailer it writes",
-}
+SIGNER_HEADERS: Mapping[bytes, str] = MappingProxyType(
+    {
+        b"authorization": "the signer writes it",
+        b"x-amz-date": "the signer sends the time it signs with (signed(..., clock=...) sets it)",
+        b"x-amz-security-token": "the signer sends the credentials' session_token",
+        b"x-amz-decoded-content-length": "the signer sends it with an aws-chunked body",
+        b"x-amz-trailer": "the signer sends it with the checksum trailer it writes",
+    }
+)
 
 # The x-amz-checksum-* headers that are not a checksum value: GetObject's mode, and
 # CreateMultipartUpload's algorithm and type.
@@ -434,13 +436,16 @@ def signed(
     `checksum` ("crc32", "crc32c", "crc64nvme" or None) sends S3's checksum of each request
     body: in a header with "signed", in a trailer with "unsigned" and "streaming" (aws-chunked,
     needing a content-length). "auto", the default, is "crc32" for S3 on AWS's own hosts
-    (`*.amazonaws.com`), and None elsewhere: many S3-compatible servers refuse those headers.
-    A caller's own x-amz-checksum-<algorithm> header is sent instead of one computed.
+    (`*.amazonaws.com`, `*.amazonaws.com.cn`), and None elsewhere: many S3-compatible servers
+    refuse those headers. None is computed for CompleteMultipartUpload (POST ?uploadId=), and
+    a caller's own x-amz-checksum-<algorithm> header is sent instead of one computed.
 
     A caller's x-amz-content-sha256 (the body's SHA-256, or UNSIGNED-PAYLOAD) chooses that
     request's payload hash: the body is sent as it is, read once, with no checksum computed.
-    Headers that the signer sends itself (`SIGNER_HEADERS`) are refused in `headers`
-    (HttpInvalidRequestError). Secrets and signatures never appear in exception messages.
+    Headers that the signer sends itself (`SIGNER_HEADERS`, and x-amz-sdk-checksum-algorithm
+    beside a checksum it computes) are refused in `headers` (HttpInvalidRequestError, naming
+    the header). Other services than S3 are signed by AWS's generic path rule (see
+    `canonical_uri`). Secrets and signatures never appear in exception messages.
     """
     if chunk_bytes < MIN_CHUNK_BYTES:
         raise ValueError(f"chunk_bytes must be at least {MIN_CHUNK_BYTES} (S3's minimum)")
