@@ -223,11 +223,12 @@ def build(session: nox.Session) -> None:
 
 @nox.session
 def lock(session: nox.Session) -> None:
-    """Compile `constraints.txt` anew: the newest releases that together satisfy every
-    session's tools and every package's dependencies, for every platform, on Python 3.11 and
-    later. Run `newest` first to see what they break; commit the lock with the fixes."""
+    """Compile `constraints.txt` from every session's tools and every package's dependencies,
+    for every platform, on Python 3.11 and later: keeping the versions it names and adding what
+    a new tool or dependency needs; with `-- --upgrade`, the newest releases of everything (run
+    `newest` first to see what they break; commit the lock with the fixes)."""
     local = [str(ROOT / package) for package in PACKAGES]
-    _compile(session, [*local, *LOCKED_TOOLS], LOCK, "--upgrade")
+    _compile(session, [*local, *LOCKED_TOOLS], LOCK, *session.posargs)
 
 
 def _compile(
