@@ -13,7 +13,6 @@ that can bound its output), zstd from `compression.zstd` (Python 3.14) or `backp
 from __future__ import annotations
 
 import importlib
-import sys
 import zlib
 from collections.abc import Callable
 from types import ModuleType
@@ -59,8 +58,13 @@ def _after_end(coding: str) -> HttpContentEncodingError:
     return HttpContentEncodingError(f"the {coding} body goes on after its end")
 
 
-def _corrupt(coding: str, exc: Exception) -> HttpContentEncodingError:
-    return HttpContentEncodingError(f"the body is not valid {coding}: {exc}")
+def _corrupt(coding: str, exc: Exception, follows: bool = False) -> HttpContentEncodingError:
+    if follows:  # what came after a whole member (gzip) or frame (zstd) does not start another
+        what = "member" if coding == "gzip" else "frame"
+        message = f"the {coding} body goes on after its end with what is not another {what}"
+    else:
+        message = f"the body is not valid {coding}"
+    return HttpContentEncodingError(f"{message}: {exc}")
 
 
 def _is_zlib_header(first: bytes) -> bool:
@@ -75,13 +79,14 @@ class _Zlib:
     RFC 9110 8.4.1.2 names, or the raw deflate that some servers send instead, told apart by
     the first two bytes."""
 
-    __slots__ = ("_input", "_members", "_obj", "coding")
+    __slots__ = ("_follows", "_input", "_members", "_obj", "coding")
 
     def __init__(self, coding: str, members: bool) -> None:
         self.coding = coding
         self._members = members  # gzip: another member may follow the end of one
         self._obj: Any = None  # a zlib decompress object, made when the first bytes come
         self._input = b""  # not yet given to zlib: its unconsumed tail, or data after an end
+        self._follows = False  # a member after the first, that has yet to yield a byte
 
     def feed(self, data: bytes) -> None:
         self._input += data
@@ -100,13 +105,15 @@ class _Zlib:
                     return b""  # which form: the first two bytes say
                 else:
                     wbits = 15 if _is_zlib_header(self._input) else -15
+                self._follows = obj is not None
                 self._obj = obj = zlib.decompressobj(wbits)
             try:
                 out: bytes = obj.decompress(self._input, limit)
             except zlib.error as exc:
-                raise _corrupt(self.coding, exc) from exc
+                raise _corrupt(self.coding, exc, self._follows) from exc
             self._input = obj.unused_data if obj.eof else obj.unconsumed_tail
             if out:
+                self._follows = False
                 return out
             if not obj.eof:
                 # Less than `limit` came out, so zlib took all the input: it needs more. (After
@@ -167,7 +174,7 @@ class _Brotli:
 class _Zstd:
     """zstd (RFC 8878), frames one after the other, each with a window of at most 8 MB."""
 
-    __slots__ = ("_decompressor", "_error", "_input", "_new", "coding")
+    __slots__ = ("_decompressor", "_error", "_follows", "_input", "_new", "coding")
 
     def __init__(self, module: ModuleType) -> None:
         self.coding = "zstd"
@@ -176,6 +183,7 @@ class _Zstd:
         self._decompressor: Any = None  # made when the first bytes of a frame come
         self._error: type[Exception] = module.ZstdError
         self._input = b""  # not yet given to zstd
+        self._follows = False  # a frame after the first, that has yet to yield a byte
 
     def feed(self, data: bytes) -> None:
         self._input += data
@@ -186,6 +194,7 @@ class _Zstd:
             if decompressor is None or decompressor.eof:
                 if decompressor is not None:
                     self._input = decompressor.unused_data + self._input
+                    self._follows = True
                 if not self._input:
                     self._decompressor = None
                     return b""
@@ -198,8 +207,9 @@ class _Zstd:
             try:
                 out: bytes = decompressor.decompress(data, limit)
             except self._error as exc:
-                raise _corrupt(self.coding, exc) from exc
+                raise _corrupt(self.coding, exc, self._follows) from exc
             if out:
+                self._follows = False
                 return out
             if decompressor.needs_input and not self._input and not decompressor.eof:
                 return b""
@@ -209,37 +219,28 @@ class _Zstd:
             raise _truncated(self.coding)
 
 
-def _optional(name: str) -> ModuleType | None:
+def _imported(name: str) -> ModuleType | None:
     try:
         return importlib.import_module(name)
     except ImportError:
         return None
 
 
-def _brotli_module() -> ModuleType | None:
-    module = _optional("brotli")
-    # Before 1.2, brotli decodes a whole input at once, whatever it expands to: not offered.
-    if module is None or not hasattr(module.Decompressor, "can_accept_more_data"):
-        return None
-    return module
-
-
-def _zstd_module() -> ModuleType | None:
-    if sys.version_info >= (3, 14):
-        return _optional("compression.zstd")
-    return _optional("backports.zstd")
-
-
-def decoders() -> dict[str, Callable[[], Decoder]]:
-    """Each coding that can be decoded here, by the name offered in accept-encoding."""
+def decoders(
+    find: Callable[[str], ModuleType | None] = _imported,
+) -> dict[str, Callable[[], Decoder]]:
+    """Each coding that can be decoded here, by the name offered in accept-encoding, with the
+    modules that `find` imports."""
     found: dict[str, Callable[[], Decoder]] = {
         "gzip": lambda: _Zlib("gzip", members=True),
         "deflate": lambda: _Zlib("deflate", members=False),
     }
-    brotli = _brotli_module()
-    if brotli is not None:
+    brotli = find("brotli")
+    # Before 1.2, brotli decodes a whole input at once, whatever it expands to: not offered.
+    if brotli is not None and hasattr(brotli.Decompressor, "can_accept_more_data"):
         found["br"] = lambda: _Brotli(brotli)
-    zstd = _zstd_module()
+    # The standard library's from Python 3.14, else its backport.
+    zstd = find("compression.zstd") or find("backports.zstd")
     if zstd is not None:
         found["zstd"] = lambda: _Zstd(zstd)
     return found
