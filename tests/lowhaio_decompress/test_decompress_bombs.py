@@ -13,6 +13,8 @@ import pytest
 from coded import BOMB_BYTES, MiB, bomb, coded, response
 from conftest import respond_with, serve
 
+from lowhaio_decompress import CHUNK_BYTES
+
 # Runs in its own process: reads one bomb three times, with each set of limits, and says how
 # far each raised the peak RSS above what it was with the response head received.
 READER = r"""
@@ -91,7 +93,7 @@ async def test_a_bomb_grows_memory_by_a_few_mib_at_most_and_its_limits_stop_it(
     defaults, total, unbounded = await read_in_a_fresh_process(coding)
     print(coding, defaults, total, unbounded)  # the numbers, with pytest -s
     for run in (defaults, total, unbounded):
-        assert run["largest"] == 64 * 1024  # every read: at most chunk_bytes, however it expands
+        assert run["largest"] == CHUNK_BYTES  # every read: at most that, however it expands
         # brotli and zstd's windows (4 MiB for this br, at most 8 MiB for zstd), the pieces.
         assert isinstance(run["first_read"], int)
         assert run["first_read"] <= 10 * MiB, run
@@ -99,5 +101,5 @@ async def test_a_bomb_grows_memory_by_a_few_mib_at_most_and_its_limits_stop_it(
     assert defaults["error"] == "HttpDecompressionRatioError"
     assert total["error"] == "HttpDecodedTooLong"
     assert isinstance(total["decoded"], int)
-    assert 64 * MiB - 64 * 1024 < total["decoded"] <= 64 * MiB  # the piece past it not given
+    assert 64 * MiB - CHUNK_BYTES < total["decoded"] <= 64 * MiB  # the piece past it not given
     assert (unbounded["error"], unbounded["decoded"]) == (None, BOMB_BYTES)

@@ -22,6 +22,7 @@ from lowhaio import (
     read_json,
 )
 from lowhaio_decompress import (
+    CHUNK_BYTES,
     HttpContentEncodingError,
     HttpDecodedTooLong,
     HttpDecompressionError,
@@ -216,7 +217,7 @@ async def test_read_json_past_its_bound_drops_the_rest_as_it_came() -> None:
         _, _, decoded = await decompressed(request)(b"GET", server.url())
         reading = aiter(decoded)
         assert aiter(reading) is reading
-        assert len(await anext(reading)) == 64 * 1024
+        assert len(await anext(reading)) == CHUNK_BYTES
         await reading.aclose()
     assert server.connections == 1
 

@@ -6,7 +6,7 @@ from lowhaio_decompress import decompressed
 request, close = Pool()
 decompressing_request = decompressed(request)
 code, headers, body = await decompressing_request(b"GET", "https://example.com/")
-async for chunk in body:  # decoded, at most 64 KiB at a time
+async for chunk in body:  # decoded, at most 256 KiB at a time
     ...
 """
 

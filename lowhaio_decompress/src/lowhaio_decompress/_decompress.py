@@ -34,8 +34,9 @@ from lowhaio import (
 
 from ._codings import Decoder, HttpContentEncodingError, HttpDecompressionError, decoders
 
-# What one read of a decoded body yields at most, whatever the compression ratio.
-CHUNK_BYTES = 64 * 1024
+# What one read of a decoded body yields at most, whatever the compression ratio: what one read
+# of a lowhaio body yields at most with its default buffer (`Pool(read_buffer_bytes=...)`).
+CHUNK_BYTES = 256 * 1024
 # The most that a body may decode to (each coding's output, in a stack of them).
 DECODED_LIMIT_BYTES = 1024 * 1024 * 1024
 # How many times the bytes received a body may decode to, once past RATIO_ALLOWANCE_BYTES.
