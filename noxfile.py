@@ -171,8 +171,9 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Side-by-side benchmark against aiohttp, httpx and a raw asyncio client (not run by
-    default; `-- --quick`, `-- --loop uvloop`, `-- --only S1,S6`: see bench/README.md)."""
-    _install(session, tools=BENCH_TOOLS)
+    default; `-- --quick`, `-- --loop uvloop`, `-- --only S1,S6`: see bench/README.md). S8
+    decodes with lowhaio_decompress."""
+    _install(session, "lowhaio_decompress", tools=BENCH_TOOLS)
     session.run("python", "bench/bench.py", *session.posargs)
 
 
