@@ -351,6 +351,8 @@ def test_what_cannot_be_offered_is_refused_when_wrapping() -> None:
 
     with pytest.raises(ValueError, match=r"cannot decode compress: .* lowhaio-decompress\[br\]"):
         decompressed(request, codings=("gzip", "compress"))
+    with pytest.raises(TypeError, match=r"such as \('gzip',\)"):
+        decompressed(request, codings="gzip")
     with pytest.raises(ValueError, match="at least 1"):
         decompressed(request, chunk_bytes=0)
     with pytest.raises(ValueError, match="at least 1"):

@@ -325,6 +325,8 @@ def decompressed(
     `HttpDecompressionRatioError` once it decodes to more than `ratio_allowance` bytes and
     `max_ratio` times the bytes received (None: no limit). Each closes the body.
     """
+    if isinstance(codings, str):  # a str is a collection of one-letter names
+        raise TypeError(f"codings must be a collection of names, such as ({codings!r},)")
     unknown = [coding for coding in codings if coding not in _DECODERS]
     if unknown:
         raise ValueError(
