@@ -353,8 +353,8 @@ def decompressed(
                 f" {max_codings} (decompressed(..., max_codings=...) sets the limit)"
             )
             names = []
-        decoders = [_DECODERS[name]() for name in reversed(names)]
-        decoding = _Decoding(decoders, chunk_bytes, max_bytes, max_ratio, ratio_allowance, refusal)
+        chain = [_DECODERS[name]() for name in reversed(names)]  # the last applied, first
+        decoding = _Decoding(chain, chunk_bytes, max_bytes, max_ratio, ratio_allowance, refusal)
         described = [(name, value) for name, value in headers if name not in _DESCRIBED]
         for name, original in (
             (b"content-encoding", ORIGINAL_CONTENT_ENCODING),
