@@ -1,11 +1,16 @@
 """Side-by-side benchmark: lowhaio, aiohttp (and httpx, if installed) against a raw asyncio client.
 
     python bench/bench.py [--quick] [--rounds N] [--loop asyncio|uvloop] [--only S1,S6] [--out F]
+                          [--no-nginx]
 
 A local HTTP/1.1 server runs in its own process (uvloop, a plain `asyncio.Protocol`, precomputed
 responses, no HTTP library) on 127.0.0.1 and two ephemeral ports: plain HTTP, and TLS with the
 test certificates in tests/certs (the clients verify them against tests/certs/ca.pem). Every
-client is measured in the same run against the same server:
+client is measured in the same run against the same server. Then, if nginx is installed (found
+on PATH or as /usr/sbin/nginx; Debian's `nginx-light` will do), the scenarios it can serve run
+again against nginx: one process pinned as ours is, TLS 1.3, `return 200` for /small and a file
+for /large; those rows are marked [nginx] (`--no-nginx` leaves them out). Users talk to nginx,
+not to our server: a gain that shows only on ours is not a gain.
 
 - raw: the practical asyncio limit. A `BufferedProtocol` that writes precomputed request bytes
   and counts response bytes into a preallocated buffer, knowing the response length in advance.
@@ -84,6 +89,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import gc
 import multiprocessing
@@ -91,10 +97,13 @@ import os
 import platform
 import random
 import resource
+import shutil
 import socket
 import ssl
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -390,6 +399,107 @@ def content_length(request_head: bytes) -> int | None:
         if name.strip().lower() == b"content-length":
             return int(value)
     return None
+
+
+NGINX_CONF = """
+daemon off;
+master_process off;  # one process, pinned and metered as our server is
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    sendfile on;
+    server {{
+        listen 127.0.0.1:{plain};
+        listen 127.0.0.1:{tls} ssl;
+        ssl_certificate {certs}/server.pem;
+        ssl_certificate_key {certs}/server.key;
+        ssl_protocols TLSv1.3;
+        location = /small {{ return 200 "{small}"; }}
+        location = /large {{ alias {d}/large; default_type application/octet-stream; }}
+    }}
+}}
+"""
+# What nginx (Debian's nginx-light, no module of its own) cannot serve as this benchmark asks: a
+# chunked body of a file (S4); an upload read before the answer (S5: `return` answers first and
+# discards the body, and aiohttp then stops sending: 15 GB/s of nothing); a tunnel to itself
+# (S7); S8's gzip-coded body.
+NGINX_SKIPS = {"S4", "S5", "S7", "S8"}
+
+
+def find_nginx() -> str | None:
+    return shutil.which("nginx") or next(
+        (path for path in ("/usr/sbin/nginx",) if os.access(path, os.X_OK)), None
+    )
+
+
+@contextlib.contextmanager
+def nginx(size: int, cpu: int | None) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
+    """nginx, one process pinned to `cpu`, serving plain HTTP and TLS (1.3, the test
+    certificates) on two free ports of 127.0.0.1: /small and /large (a file)."""
+    binary = find_nginx()
+    assert binary is not None
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, "large").write_bytes(b"x" * size)
+        with listening_socket() as a, listening_socket() as b:  # free ports, let go for nginx
+            plain, tls = a.getsockname()[1], b.getsockname()[1]
+        conf = Path(folder, "nginx.conf")
+        small = "x" * SMALL_BODY
+        conf.write_text(NGINX_CONF.format(d=folder, plain=plain, tls=tls, certs=CERTS, small=small))
+        process = subprocess.Popen(
+            [binary, "-c", str(conf), "-p", folder, "-e", f"{folder}/error.log"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=(lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", tls), timeout=1).close()
+                    break
+                except OSError:
+                    if process.poll() is None and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                        continue
+                process.kill()
+                raise RuntimeError(f"nginx did not start: {process.communicate()[1]!r}")
+            yield process, plain, tls
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+def nginx_responses(size: int, plain: int) -> Responses:
+    """Our responses, but with nginx's heads (their lengths are what raw waits for)."""
+    ours = Responses.build(size)
+
+    def fetch(request: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", plain)) as sock:
+            sock.sendall(request)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += sock.recv(65536)
+            head = data[: data.index(b"\r\n\r\n") + 4]
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            while len(data) < len(head) + min(length, 1 << 20):
+                data += sock.recv(65536)
+            return head + data[len(head) : len(head) + min(length, 1 << 20)]
+
+    host = b"host: 127.0.0.1\r\n"
+    small = fetch(b"GET /small HTTP/1.1\r\n" + host + b"\r\n")
+    large = fetch(b"GET /large HTTP/1.1\r\n" + host + b"\r\n")
+    large_head = large[: large.index(b"\r\n\r\n") + 4]
+    return dataclasses.replace(ours, small=small, large_head=large_head)
 
 
 def listening_socket() -> socket.socket:
@@ -966,14 +1076,14 @@ async def measure(client: Client, scenario: Scenario, duration: float) -> dict[s
 
 
 def measure_in_child(
-    name: str, key: str, base: str, size: int, duration: float, loop: str, out: Any
+    name: str, key: str, base: str, responses: Responses, duration: float, loop: str, out: Any
 ) -> None:
     """A fresh process's measurement: forked from the forkserver, it starts with none of the
     clients' libraries imported and with its own ru_maxrss. Sends back (result, error, CPU)."""
     settle_malloc()
-    client = CLIENTS[name](base, Responses.build(size))
+    client = CLIENTS[name](base, responses)
     client.measure_memory = True
-    scenario = next(scenario for scenario in scenarios(size) if scenario.key == key)
+    scenario = next(scenario for scenario in scenarios(responses.size) if scenario.key == key)
     try:
         with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
             result = runner.run(measure(client, scenario, duration))
@@ -990,7 +1100,7 @@ def measure_isolated(
     """`measure` in a fresh process (see `measure_in_child`)."""
     context = multiprocessing.get_context("forkserver")
     result_in, result_out = context.Pipe(duplex=False)
-    args = (client.name, scenario.key, client.base, client.r.size, duration, loop, result_out)
+    args = (client.name, scenario.key, client.base, client.r, duration, loop, result_out)
     child = context.Process(target=measure_in_child, args=args, daemon=True)
     child.start()
     result_out.close()
@@ -1010,23 +1120,34 @@ def measure_isolated(
     return result
 
 
+@dataclass
+class Target:
+    """A server the scenarios run against: its name in the table (empty for ours), its URLs
+    (plain, TLS and, for ours, the proxy), its responses, and what measures the rest's load."""
+
+    name: str
+    bases: tuple[str, ...]
+    responses: Responses
+    meter: LoadMeter
+
+
 def run_all(
     classes: list[type[Client]],
-    bases: tuple[str, str, str],
-    size: int,
+    target: Target,
     chosen: list[Scenario],
     rounds: int,
     duration: float,
     loop: str,
-    meter: LoadMeter,
 ) -> tuple[list[Row], list[str], list[str]]:
     """The table's rows; for each scenario, how busy the rest of the machine was; failures.
     A client that fails (or hangs) in a scenario is left out of that scenario's later rounds."""
     rows: list[Row] = []
     loads, failures = [], []
-    responses = Responses.build(size)
+    bases, responses, meter = target.bases, target.responses, target.meter
     with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
         for scenario in chosen:
+            if target.name:
+                scenario = dataclasses.replace(scenario, title=f"{scenario.title} [{target.name}]")
             print(f"{scenario.title}: ", end="", flush=True)
             base = bases[1] if scenario.tls else bases[0]
             proxy = bases[2] if scenario.proxied else None
@@ -1055,7 +1176,7 @@ def run_all(
                 print(".", end="", flush=True)
             load = meter.other_load()
             if load is not None:
-                loads.append(f"{scenario.key} {load:.2f}")
+                loads.append(f"{scenario.key}{' ' + target.name if target.name else ''} {load:.2f}")
                 print(f" other processes: {load:.2f} CPU", end="")
             print()
             metrics = dict.fromkeys(metric for result in results.values() for metric in result)
@@ -1063,7 +1184,8 @@ def run_all(
                 for client in clients:
                     values = results[client.name].get(metric, [])
                     rows.append((scenario.title, metric, client.name, values))
-            failures += [f"{scenario.key} {name} failed: {why}" for name, why in failed.items()]
+            where = f"{scenario.key}{' ' + target.name if target.name else ''}"
+            failures += [f"{where} {name} failed: {why}" for name, why in failed.items()]
     return rows, loads, failures
 
 
@@ -1143,6 +1265,9 @@ def main() -> int:
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--only", help="scenarios to run, e.g. S1,S6 (S6 is S6a and S6b)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results/latest.md")
+    parser.add_argument(
+        "--no-nginx", dest="nginx", action="store_false", help="only our server, not nginx too"
+    )
     args = parser.parse_args()
     size = 50 * MB if args.quick else 200 * MB
     rounds = args.rounds or (3 if args.quick else 5)
@@ -1191,19 +1316,34 @@ def main() -> int:
             f"https://127.0.0.1:{tls}",
             f"http://127.0.0.1:{proxy}",
         )
+        nginx_found = find_nginx() if args.nginx else None
+        servers = "uvloop" + (" and nginx (1 process, TLS 1.3)" if nginx_found else "")
         header = [
-            f"Python {platform.python_version()}, client loop: {args.loop}, server: uvloop, "
+            f"Python {platform.python_version()}, client loop: {args.loop}, servers: {servers}, "
             f"{', '.join(versions)}",
             f"{os.cpu_count()} CPUs, {pinning}",
             f"{rounds} rounds per scenario; in each, every client runs S1/S2/S6a/S7 for "
-            f"{duration:g} s and repeats S3-S5/S6b's {size // MB} MB transfers for at least "
-            f"{duration:g} s; S3 and S5 each in a fresh process, whose peak RSS is shown",
+            f"{duration:g} s and repeats S3-S5/S6b/S8's {size // MB} MB transfers for at least "
+            f"{duration:g} s; S3, S5 and S8 each in a fresh process, whose peak RSS is shown",
         ]
+        if args.nginx and not nginx_found:
+            header.append(
+                "nginx not found: its rows are left out (on Debian: apt-get install nginx-light)"
+            )
         print("\n".join(header), flush=True)
-        meter = LoadMeter(server.pid or 0)
-        rows, loads, failures = run_all(
-            classes, bases, size, chosen, rounds, duration, args.loop, meter
-        )
+        ours = Target("", bases, Responses.build(size), LoadMeter(server.pid or 0))
+        rows, loads, failures = run_all(classes, ours, chosen, rounds, duration, args.loop)
+        on_nginx = [scenario for scenario in chosen if scenario.key not in NGINX_SKIPS]
+        if nginx_found and on_nginx:
+            with nginx(size, server_cpu) as (process, plain, tls):
+                target = Target(
+                    "nginx",
+                    (f"http://127.0.0.1:{plain}", f"https://127.0.0.1:{tls}"),
+                    nginx_responses(size, plain),
+                    LoadMeter(process.pid),
+                )
+                more = run_all(classes, target, on_nginx, rounds, duration, args.loop)
+            rows, loads, failures = rows + more[0], loads + more[1], failures + more[2]
     finally:
         server.terminate()
         server.join(5)
