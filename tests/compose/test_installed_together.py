@@ -12,6 +12,7 @@ WRAPPERS = [
     "lowhaio-retry",
     "lowhaio-chunked",
     "lowhaio-aws-sigv4",
+    "lowhaio-decompress",
     "lowhaio-s3",
 ]
 

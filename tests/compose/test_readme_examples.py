@@ -40,4 +40,5 @@ def test_the_root_and_every_package_readme_have_examples_run_here() -> None:
         "lowhaio_redirect/README.md",
         "lowhaio_retry/README.md",
         "lowhaio_chunked/README.md",
+        "lowhaio_decompress/README.md",
     }

@@ -1,19 +1,23 @@
 """Wrappers stacked in either order: a streamed POST body, redirected with 307 and replayed
 byte for byte, over a server that drops the first attempt at the redirect's target while its
-body is still coming (so the request was not processed, and even a POST is safe to retry); and
-the final URL and the redirects followed, on the body returned, whichever way retries and
-redirects nest."""
+body is still coming (so the request was not processed, and even a POST is safe to retry); the
+final URL and the redirects followed, on the body returned, whichever way retries and
+redirects nest; and, wherever `decompressed` stands, the bodies that redirects and retries drop
+drained as they came, never decoded."""
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
+import zlib
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from conftest import Recorder, respond_with, serve
+from conftest import Recorder, read_request, respond_with, serve
 
 import lowhaio
+from lowhaio_decompress import decompressed
 from lowhaio_redirect import redirectable
 from lowhaio_retry import retry
 
@@ -167,3 +171,86 @@ async def test_the_body_returned_has_the_final_url_and_only_the_redirects_follow
         await close()
     assert [fields["path"] for _, fields in recorder.select("request_head_sent")] == paths.split()
     assert (body.url, body.history) == (server.url("/b"), ((b"302", server.url("/a")),))
+
+
+# Decoding: only the body returned is ever decoded -----------------------------------------
+
+DECODED = b"the final body, decoded\n" * 1000
+CODED = gzip.compress(DECODED)
+NOT_GZIP = b"not gzip: decoding this would raise"
+
+
+def gzipped(status: bytes, body: bytes, *fields: bytes) -> bytes:
+    head = b"HTTP/1.1 %b\r\ncontent-encoding: gzip\r\n%b" % (
+        status,
+        b"".join(f + b"\r\n" for f in fields),
+    )
+    return head + b"content-length: %d\r\n\r\n%b" % (len(body), body)
+
+
+def decoding_outside(request: lowhaio.Request) -> lowhaio.Request:
+    return decompressed(retry(redirectable(request), statuses=(b"503",), backoff=0))
+
+
+def decoding_inside(request: lowhaio.Request) -> lowhaio.Request:
+    return retry(redirectable(decompressed(request)), statuses=(b"503",), backoff=0)
+
+
+def decoding_between(request: lowhaio.Request) -> lowhaio.Request:
+    return retry(decompressed(redirectable(request)), statuses=(b"503",), backoff=0)
+
+
+@pytest.mark.parametrize(
+    "stack",
+    [decoding_outside, decoding_inside, decoding_between],
+    ids=["decompressed(retry(redirectable))", "retry(redirectable(decompressed))", "between"],
+)
+async def test_bodies_dropped_by_redirects_and_retries_are_drained_as_they_came(
+    stack: Stack,
+) -> None:
+    # A 503 and a redirect, each with a body that is not the gzip it says (read as it came,
+    # it is drained; decoded, it would raise), then the body returned, gzip.
+    replies = (
+        gzipped(b"503 Busy", NOT_GZIP),
+        gzipped(b"302 Found", NOT_GZIP, b"location: /b"),
+        gzipped(b"200 OK", CODED),
+    )
+    recorder = Recorder()
+    async with serve(respond_with(*replies)) as server:
+        request, close = lowhaio.Pool(plugins=(recorder,))
+        code, headers, body = await stack(request)(b"GET", server.url("/a"))
+        assert (code, await lowhaio.buffered(body)) == (b"200", DECODED)
+        await close()
+    assert (body.url, body.history) == (server.url("/b"), ((b"302", server.url("/a")),))
+    assert (b"lowhaio-original-content-encoding", b"gzip") in headers
+    # Each body read to its end as it came, on one connection.
+    sizes = [fields["size"] for _, fields in recorder.select("response_body_received")]
+    assert sizes == [len(NOT_GZIP), len(NOT_GZIP), len(CODED)]
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize("stack", [decoding_outside, decoding_inside], ids=["outside", "inside"])
+async def test_a_bomb_in_a_redirect_is_closed_not_read_to_its_end(stack: Stack) -> None:
+    # 64 MiB of zeros in 290 KB: more than lowhaio reads ahead (256 KiB), so not read whole.
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
+    zeros = bytes(1024 * 1024)
+    bomb = b"".join(compressor.compress(zeros) for _ in range(64)) + compressor.flush()
+    replies = {
+        b"/a": gzipped(b"302 Found", bomb, b"location: /b"),
+        b"/b": gzipped(b"200 OK", CODED),
+    }
+
+    async def by_path(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head, _ = await read_request(reader)
+            writer.write(replies[head.split(b" ")[1]])
+
+    recorder = Recorder()
+    async with serve(by_path) as server:
+        request, close = lowhaio.Pool(plugins=(recorder,))
+        # Past lowhaio.DISCARD_LIMIT_BYTES as it came: closed, not read further.
+        _, _, body = await stack(request)(b"GET", server.url("/a"))
+        assert await lowhaio.buffered(body) == DECODED  # from a new connection: answered anew
+        await close()
+    assert recorder.select("connection_closed", reason="body abandoned")
+    assert server.connections == 2

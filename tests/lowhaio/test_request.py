@@ -1045,6 +1045,38 @@ async def test_discard_of_an_iterable_without_aclose() -> None:
     assert chunks.left == [b"def"]  # stopped at the limit, with nothing to close
 
 
+async def test_discard_reads_the_body_a_body_wraps_not_what_it_makes_of_it() -> None:
+    class Chunks:
+        def __init__(self, chunks: list[bytes]) -> None:
+            self.left = chunks
+
+        def __aiter__(self) -> Chunks:
+            return self
+
+        async def __anext__(self) -> bytes:
+            if not self.left:
+                raise StopAsyncIteration
+            return self.left.pop(0)
+
+    class Doubled:  # made from `wrapped`: each chunk it reads yields twice as many bytes
+        def __init__(self, wrapped: Chunks) -> None:
+            self.wrapped = wrapped
+            self.made = 0
+
+        def __aiter__(self) -> Doubled:
+            return self
+
+        async def __anext__(self) -> bytes:
+            chunk = await anext(self.wrapped)
+            self.made += 1
+            return chunk * 2
+
+    inner = Chunks([b"ab", b"cd"])
+    outer = Doubled(Doubled(inner))  # wrapped twice: the innermost is read
+    await lowhaio.discard(outer, 4)  # 4 bytes as received (16 once made)
+    assert (inner.left, outer.made, outer.wrapped.made) == ([], 0, 0)
+
+
 def test_target_of_is_what_request_sends() -> None:
     host, target = lowhaio.target_of("http://Example.COM:8080/a b/%2F?x=1#f", (("k", "v w"),))
     assert (host, target) == (b"example.com:8080", b"/a%20b/%2F?x=1&k=v%20w")

@@ -5,7 +5,10 @@ secret it knows, with its own canonicalisation (over bytes, written from the AWS
 no code with the signer): the method, the path and query as sent, the signed headers' values,
 x-amz-content-sha256. It also does what the moto and SeaweedFS tests cannot: for a signed
 payload it checks that hash against the body received, and it decodes aws-chunked bodies,
-checking every chunk signature chained from the seed. It answers 200, or 403 with the reasons.
+signed chunks or not, checking every chunk signature chained from the seed, and the signature
+of the trailers (which SeaweedFS does not check). It checks the x-amz-checksum-* of a header or
+a trailer against the body received, with its own CRCs (`sigv4_fakes.crc`). It answers 200, or
+403 with the reasons.
 """
 
 from __future__ import annotations
@@ -20,15 +23,17 @@ from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, NamedTuple
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import parse_qsl, quote, unquote_to_bytes, urlsplit
 
 import pytest
 from conftest import Server, read_request, serve
-from sigv4_fakes import authorization_parts
+from sigv4_fakes import Recorder, authorization_parts, crc_header_value
 
 import lowhaio
 from lowhaio import empty_body, streamed
 from lowhaio_aws_sigv4 import (
+    SIGNER_HEADERS,
+    ChecksumAlgorithm,
     Credentials,
     Payload,
     aws_chunked_length,
@@ -43,6 +48,9 @@ SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 DATE = datetime(2013, 5, 24, tzinfo=UTC)
 UNSIGNED = b"UNSIGNED-PAYLOAD"
 STREAMING = b"STREAMING-AWS4-HMAC-SHA256-PAYLOAD"
+STREAMING_TRAILER = b"STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"
+UNSIGNED_TRAILER = b"STREAMING-UNSIGNED-PAYLOAD-TRAILER"
+CHECKSUMS = ("crc32", "crc32c", "crc64nvme")
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 OK = (b"200", b"")
 _NO_KWARGS: Mapping[str, Any] = MappingProxyType({})
@@ -64,6 +72,11 @@ class Received(NamedTuple):
     auth: dict[str, str]  # the Authorization header's parts, or the X-Amz-* query parameters
     body: bytes  # the payload: aws-chunked decoded
     problems: list[str]
+    trailers: list[tuple[bytes, bytes]]  # of an aws-chunked body, names lowercased
+
+    def trailer(self, name: bytes) -> bytes:
+        (value,) = [v for n, v in self.trailers if n == name]
+        return value
 
     def header(self, name: bytes) -> bytes:
         (value,) = [v for n, v in self.headers if n == name]
@@ -135,7 +148,7 @@ class Verifier:
         path, _, query = target.partition(b"?")
         items = [item.partition(b"=") for item in query.split(b"&") if item]
         pairs = [(unquote_to_bytes(name), unquote_to_bytes(value)) for name, _, value in items]
-        received = Received(method, target, headers, pairs, {}, raw, [])
+        received = Received(method, target, headers, pairs, {}, raw, [], [])
         if any(name == b"X-Amz-Signature" for name, _ in pairs):
             return self._verify_query(received, path)
         return self._verify_header(received, path)
@@ -211,21 +224,45 @@ class Verifier:
         tokens = [v.decode() for n, v in received.headers if n == b"x-amz-security-token"]
         if tokens != ([account.token] if account.token else []):
             problems.append("bad or missing x-amz-security-token")
-        if payload_hash == STREAMING:
-            decoded = self._decode_chunks(received, key, amz_date, scope, expected)
+        if payload_hash in (STREAMING, STREAMING_TRAILER, UNSIGNED_TRAILER):
+            chunk_key = None if payload_hash == UNSIGNED_TRAILER else key
+            decoded = self._decode_chunks(received, chunk_key, amz_date, scope, expected)
             body = received._replace(body=decoded)
-            if received.header(b"content-encoding") != b"aws-chunked":
-                problems.append("content-encoding is not aws-chunked")
+            encodings = received.header(b"content-encoding").split(b",")
+            if encodings[0] != b"aws-chunked" or b"aws-chunked" in encodings[1:]:
+                problems.append("content-encoding does not start with aws-chunked, once")
             if received.header(b"x-amz-decoded-content-length") != b"%d" % len(decoded):
                 problems.append("x-amz-decoded-content-length is not the decoded length")
+            named = [v for n, v in received.headers if n == b"x-amz-trailer"]
+            if named != ([b",".join(n for n, _ in received.trailers)] if received.trailers else []):
+                problems.append("x-amz-trailer does not name the trailers sent")
+            if payload_hash != STREAMING and not received.trailers:
+                problems.append("a -TRAILER payload without trailers")
+            self._check_checksums(body, received.trailers)
             return body
         if payload_hash not in (UNSIGNED, body_sha256):
             problems.append("XAmzContentSHA256Mismatch")
+        self._check_checksums(received, [])
         return received
 
+    @staticmethod
+    def _check_checksums(received: Received, trailers: list[tuple[bytes, bytes]]) -> None:
+        """Every x-amz-checksum-<algorithm> of a header or a trailer matches the body; the
+        x-amz-sdk-checksum-algorithm, if sent, names one of them."""
+        sent = [(n, v) for n, v in received.headers + trailers if n.startswith(b"x-amz-checksum-")]
+        for name, value in sent:
+            algorithm = name.removeprefix(b"x-amz-checksum-").decode()
+            if algorithm in CHECKSUMS and value != crc_header_value(algorithm, received.body):
+                received.problems.append(f"BadDigest {name.decode()}")
+        for _, value in [h for h in received.headers if h[0] == b"x-amz-sdk-checksum-algorithm"]:
+            if b"x-amz-checksum-" + value.lower() not in [n for n, _ in sent]:
+                received.problems.append("x-amz-sdk-checksum-algorithm names no checksum sent")
+
     def _decode_chunks(
-        self, received: Received, key: bytes, amz_date: str, scope: str, seed: str
+        self, received: Received, key: bytes | None, amz_date: str, scope: str, seed: str
     ) -> bytes:
+        """The payload of an aws-chunked body (its chunks signed if `key` is given, chained
+        from `seed`); its trailers go to `received.trailers`, their signature checked."""
         raw, at, previous, sizes = received.body, 0, seed, []
         decoded = bytearray()
         while True:
@@ -234,32 +271,69 @@ class Verifier:
             name, _, signature = extension.partition(b"=")
             size = int(size_hex, 16) if size_hex.isalnum() else -1
             data = raw[end + 2 : end + 2 + size]
-            if end < 0 or len(data) != size or raw[end + 2 + size : end + 4 + size] != b"\r\n":
+            if (
+                end < 0
+                or len(data) != size
+                or (size and raw[end + 2 + size : end + 4 + size] != b"\r\n")
+            ):
                 received.problems.append(f"aws-chunked framing is broken at byte {at}")
-                break
-            to_sign = "\n".join(
-                (
-                    "AWS4-HMAC-SHA256-PAYLOAD",
-                    amz_date,
-                    scope,
-                    previous,
-                    EMPTY_SHA256,
-                    hashlib.sha256(data).hexdigest(),
+                return bytes(decoded)
+            if key is None:
+                if extension:
+                    received.problems.append(f"unsigned chunk {len(sizes)} has {extension!r}")
+            else:
+                to_sign = "\n".join(
+                    (
+                        "AWS4-HMAC-SHA256-PAYLOAD",
+                        amz_date,
+                        scope,
+                        previous,
+                        EMPTY_SHA256,
+                        hashlib.sha256(data).hexdigest(),
+                    )
                 )
-            )
-            previous = _hmac(key, to_sign).hex()
-            if name != b"chunk-signature" or signature.decode() != previous:
-                received.problems.append(f"chunk {len(sizes)} signature does not match")
+                previous = _hmac(key, to_sign).hex()
+                if name != b"chunk-signature" or signature.decode() != previous:
+                    received.problems.append(f"chunk {len(sizes)} signature does not match")
+                    return bytes(decoded)
+            if not size:
+                at = end + 2  # then the trailers, and the empty line that ends them
                 break
             decoded += data
             sizes.append(size)
             at = end + 4 + size
-            if not size:
+        while True:
+            end = raw.find(b"\r\n", at)
+            line, at = raw[at : max(end, at)], end + 2
+            if end < 0 or (line and b":" not in line):
+                received.problems.append("aws-chunked trailers are broken")
+                return bytes(decoded)
+            if not line:
                 break
+            name, _, value = line.partition(b":")
+            received.trailers.append((name.lower(), value.strip()))
         if at != len(raw):
-            received.problems.append("bytes after the final chunk")
-        if any(size < 8192 for size in sizes[:-2]):
+            received.problems.append("bytes after the trailers")
+        if any(size < 8192 for size in sizes[:-1]):
             received.problems.append("a chunk but the last is smaller than 8 KiB")
+        if key is not None and received.trailers:
+            *trailers, (name, signature) = received.trailers
+            block = "".join(f"{n.decode()}:{v.decode()}\n" for n, v in sorted(trailers))
+            to_sign = "\n".join(
+                (
+                    "AWS4-HMAC-SHA256-TRAILER",
+                    amz_date,
+                    scope,
+                    previous,
+                    hashlib.sha256(block.encode()).hexdigest(),
+                )
+            )
+            if (
+                name != b"x-amz-trailer-signature"
+                or signature.decode() != _hmac(key, to_sign).hex()
+            ):
+                received.problems.append("trailer signature does not match")
+            del received.trailers[-1]
         return bytes(decoded)
 
     def _verify_query(self, received: Received, path: bytes) -> Received:
@@ -366,6 +440,91 @@ async def test_an_empty_body_in_each_mode() -> None:
         STREAMING,
     ]
     assert verifier.last.header(b"x-amz-decoded-content-length") == b"0"
+
+
+@pytest.mark.parametrize("algorithm", CHECKSUMS)
+@pytest.mark.parametrize(
+    ("payload", "content_sha256"),
+    [
+        ("signed", hashlib.sha256(DATA).hexdigest().encode()),
+        ("unsigned", UNSIGNED_TRAILER),
+        ("streaming", STREAMING_TRAILER),
+    ],
+)
+async def test_each_payload_mode_with_each_checksum(
+    payload: Payload, content_sha256: bytes, algorithm: ChecksumAlgorithm
+) -> None:
+    """The checksum goes in a header with "signed" (from the pass that hashes the body), in a
+    trailer of an aws-chunked body with "unsigned" (its chunks unsigned) and "streaming" (the
+    trailer signed too); the server finds it matches the body, with CRCs of its own."""
+    name = b"x-amz-checksum-" + algorithm.encode()
+    async with verifying() as (verifier, server, request):
+        response = s3(request, payload=payload, checksum=algorithm)(
+            b"PUT", server.url("/bucket/key"), headers=sized(DATA), body=pieces_of(DATA)
+        )
+        assert await answer(response) == OK
+    received = verifier.last
+    assert received.body == DATA
+    assert received.header(b"x-amz-content-sha256") == content_sha256
+    assert received.header(b"x-amz-sdk-checksum-algorithm") == algorithm.upper().encode()
+    if payload == "signed":
+        assert received.header(name) == crc_header_value(algorithm, DATA)
+        assert received.trailers == []
+        assert received.header(b"content-length") == b"%d" % len(DATA)
+    else:
+        assert received.trailers == [(name, crc_header_value(algorithm, DATA))]
+        assert received.header(b"x-amz-trailer") == name
+        assert name not in [n for n, _ in received.headers]
+        assert received.header(b"content-encoding") == b"aws-chunked"
+        assert received.header(b"x-amz-decoded-content-length") == b"%d" % len(DATA)
+        length = aws_chunked_length(len(DATA), signed=payload == "streaming", checksum=algorithm)
+        assert received.header(b"content-length") == b"%d" % length
+        assert "x-amz-trailer" in received.signed_names()
+
+
+@pytest.mark.parametrize("payload", ["unsigned", "streaming"])
+async def test_an_empty_body_with_a_checksum_trailer(payload: Payload) -> None:
+    async def nothing() -> AsyncIterator[bytes]:
+        return
+        yield b""
+
+    async with verifying() as (verifier, server, request):
+        response = s3(request, payload=payload, checksum="crc32c")(
+            b"PUT", server.url("/b/k"), headers=[(b"content-length", b"0")], body=nothing
+        )
+        assert await answer(response) == OK
+    assert verifier.last.trailers == [(b"x-amz-checksum-crc32c", b"AAAAAA==")]
+
+
+@pytest.mark.parametrize(
+    ("payload", "old", "new", "problem"),
+    [
+        # Unsigned chunks: the checksum is what catches a body changed on the way.
+        ("unsigned", b"hello", b"jello", b"BadDigest x-amz-checksum-crc32"),
+        # Signed chunks: the chunk's signature catches it first.
+        ("streaming", b"hello", b"jello", b"chunk 1 signature does not match"),
+        # The trailer changed: its signature catches it.
+        ("streaming", b"crc32:", b"trailer", b"trailer signature does not match"),
+        # The trailer unsigned: the checksum no longer matches.
+        ("unsigned", b"crc32:", b"trailer", b"BadDigest x-amz-checksum-crc32"),
+        ("signed", b"hello", b"jello", b"XAmzContentSHA256Mismatch"),
+    ],
+)
+async def test_a_body_or_trailer_changed_on_the_way_is_refused(
+    payload: Payload, old: bytes, new: bytes, problem: bytes
+) -> None:
+    body = b"x" * 70000 + b"hello" + b"x" * 10
+    if new == b"trailer":  # another checksum, of the same length
+        old += crc_header_value("crc32", body)
+        new = old[:6] + crc_header_value("crc32", b"other")
+    async with verifying() as (verifier, server, request):
+        response = s3(tampering(request, old, new), payload=payload, checksum="crc32")(
+            b"PUT", server.url("/bucket/key"), headers=sized(body), body=streamed(body)
+        )
+        code, reason = await answer(response)
+    assert code == b"403"
+    assert problem in reason.split(b"; ")
+    assert len(verifier.received) == 1
 
 
 async def test_streaming_in_small_chunks_from_odd_pieces() -> None:
@@ -919,3 +1078,175 @@ async def test_credentials_failure_propagates_before_anything_is_sent() -> None:
         with pytest.raises(LookupError):
             await failing(b"GET", server.url("/b/k"))
     assert verifier.received == []
+
+
+# What the caller's headers may hold beside the signer's --------------------------------------
+# Headers only the signer sends are refused (naming the header, before anything is fetched,
+# read or sent); a caller's x-amz-content-sha256 chooses the payload hash; a caller's
+# content-encoding follows aws-chunked; an empty session token is none.
+
+AWS_URL = "https://examplebucket.s3.amazonaws.com/key"
+CALLERS = b"caller's data" * 1000
+CALLERS_SHA256 = hashlib.sha256(CALLERS).hexdigest().encode()
+
+
+class Counting:
+    """A credentials callable that counts its calls."""
+
+    def __init__(self, token: str | None = None) -> None:
+        self.calls = 0
+        self.token = token
+
+    async def __call__(self) -> Credentials:
+        self.calls += 1
+        return Credentials(KEY_ID, SECRET, self.token)
+
+
+@pytest.mark.parametrize("name", [*SIGNER_HEADERS, b"X-Amz-Date", b"Authorization"])
+@pytest.mark.parametrize("payload", ["signed", "unsigned", "streaming"])
+async def test_headers_only_the_signer_sends_are_refused(name: bytes, payload: Payload) -> None:
+    """Sent beside the signer's, they make the request fail (SeaweedFS: 403): refused at once,
+    the message naming the header and why, before credentials are fetched or the body read."""
+    recorder, credentials, reads = Recorder(), Counting(), []
+
+    async def body() -> AsyncIterator[bytes]:
+        reads.append(1)
+        yield CALLERS
+
+    request = signed(recorder, credentials, "s3", "us-east-1", payload=payload)
+    with pytest.raises(lowhaio.HttpInvalidRequestError) as raised:
+        await request(b"PUT", AWS_URL, headers=[*sized(CALLERS), (name, b"value")], body=body)
+    assert str(raised.value).startswith(f"headers must not hold {name.decode().lower()}: ")
+    assert SIGNER_HEADERS[name.lower()] in str(raised.value)
+    assert "value" not in str(raised.value)
+    assert (credentials.calls, reads, recorder.calls) == (0, [], [])
+
+
+@pytest.mark.parametrize("payload", ["signed", "unsigned", "streaming"])
+async def test_a_precomputed_sha256_is_the_payload_hash(payload: Payload) -> None:
+    """A caller that hashed the body already (while reading it from disk, say) gives its
+    SHA-256: the body is read once, sent as it is, signed with that hash, in any mode."""
+    reads = []
+
+    async def body() -> AsyncIterator[bytes]:
+        reads.append(1)
+        yield CALLERS
+
+    headers = [(b"X-Amz-Content-SHA256", CALLERS_SHA256), *sized(CALLERS)]
+    async with verifying() as (verifier, server, request):
+        response = s3(request, payload=payload, checksum="crc32")(
+            b"PUT", server.url("/b/k"), headers=headers, body=body
+        )
+        assert await answer(response) == (b"200", b"")
+        # A wrong one: the server finds the body does not match.
+        wrong = [(b"x-amz-content-sha256", hashlib.sha256(b"other").hexdigest().encode())]
+        response = s3(request, payload=payload)(
+            b"PUT", server.url("/b/k"), headers=wrong + sized(CALLERS), body=streamed(CALLERS)
+        )
+        assert await answer(response) == (b"403", b"XAmzContentSHA256Mismatch")
+    assert len(reads) == 1
+    first = verifier.received[0]
+    assert first.body == CALLERS
+    assert [v for n, v in first.headers if n == b"x-amz-content-sha256"] == [CALLERS_SHA256]
+    # No checksum computed: that would need another read (give x-amz-checksum-* too).
+    assert not any(n.startswith(b"x-amz-checksum") for n, _ in first.headers)
+
+
+@pytest.mark.parametrize("payload", ["signed", "streaming"])
+async def test_unsigned_payload_from_the_caller_chooses_it(payload: Payload) -> None:
+    async with verifying() as (verifier, server, request):
+        headers = [(b"x-amz-content-sha256", b"UNSIGNED-PAYLOAD"), *sized(CALLERS)]
+        response = s3(request, payload=payload)(
+            b"PUT", server.url("/b/k"), headers=headers, body=streamed(CALLERS)
+        )
+        assert await answer(response) == (b"200", b"")
+    received = verifier.last
+    assert received.body == CALLERS  # as it is: not aws-chunked
+    assert received.header(b"x-amz-content-sha256") == b"UNSIGNED-PAYLOAD"
+    assert received.header(b"content-length") == b"%d" % len(CALLERS)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+        b"STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        CALLERS_SHA256.upper(),
+        CALLERS_SHA256[:-1],
+        b"unsigned-payload",
+        b"",
+    ],
+)
+async def test_other_content_sha256_values_are_refused(value: bytes) -> None:
+    recorder, credentials = Recorder(), Counting()
+    request = signed(recorder, credentials, "s3", "us-east-1")
+    headers = [(b"x-amz-content-sha256", value), *sized(CALLERS)]
+    with pytest.raises(lowhaio.HttpInvalidRequestError, match="x-amz-content-sha256") as raised:
+        await request(b"PUT", AWS_URL, headers=headers, body=streamed(CALLERS))
+    assert "payload='streaming'" in str(raised.value)
+    assert (credentials.calls, recorder.calls) == (0, [])
+    with pytest.raises(lowhaio.HttpInvalidRequestError, match="more than once"):
+        await request(b"PUT", AWS_URL, headers=[*headers[:1], *headers], body=streamed(CALLERS))
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [
+        ([(b"Content-Encoding", b"gzip")], b"aws-chunked,gzip"),
+        ([(b"content-encoding", b"gzip"), (b"content-encoding", b"br")], b"aws-chunked,gzip,br"),
+        ([], b"aws-chunked"),
+    ],
+)
+@pytest.mark.parametrize("checksum", [None, "crc32"])
+@pytest.mark.parametrize("payload", ["unsigned", "streaming"])
+async def test_the_callers_content_encoding_follows_aws_chunked(
+    given: list[tuple[bytes, bytes]], sent: bytes, checksum: str | None, payload: Payload
+) -> None:
+    """One content-encoding, aws-chunked first, as S3's documentation writes it: S3 takes
+    aws-chunked off and stores the rest."""
+    if payload == "unsigned" and checksum is None:
+        return  # UNSIGNED-PAYLOAD: not aws-chunked
+    async with verifying() as (verifier, server, request):
+        response = s3(request, payload=payload, checksum=checksum)(
+            b"PUT", server.url("/b/k"), headers=[*given, *sized(CALLERS)], body=streamed(CALLERS)
+        )
+        assert await answer(response) == (b"200", b"")
+    assert [v for n, v in verifier.last.headers if n == b"content-encoding"] == [sent]
+    assert verifier.last.body == CALLERS
+
+
+async def test_content_encoding_is_the_callers_without_aws_chunked() -> None:
+    async with verifying() as (verifier, server, request):
+        headers = [(b"content-encoding", b"gzip"), *sized(CALLERS)]
+        for payload in ("signed", "unsigned"):
+            response = s3(request, payload=payload, checksum=None)(
+                b"PUT", server.url("/b/k"), headers=headers, body=streamed(CALLERS)
+            )
+            assert await answer(response) == (b"200", b"")
+            assert verifier.last.header(b"content-encoding") == b"gzip"
+
+
+async def test_an_empty_session_token_is_none() -> None:
+    """AWS_SESSION_TOKEN="" read into Credentials: no x-amz-security-token is sent (moto
+    answers an empty one 400 InvalidToken)."""
+    async with verifying(Verifier()) as (verifier, server, request):
+        empty = signed(request, Counting(""), "s3", "us-east-1", clock=lambda: DATE)
+        assert await answer(empty(b"GET", server.url("/b/k"))) == (b"200", b"")
+    assert b"x-amz-security-token" not in [n for n, _ in verifier.last.headers]
+    url = presigned_url(Credentials(KEY_ID, SECRET, ""), b"GET", AWS_URL, "s3", "us-east-1")
+    assert "X-Amz-Security-Token" not in dict(parse_qsl(urlsplit(url).query))
+
+
+async def test_a_callers_checksum_header_is_signed_and_sent_once() -> None:
+    """The S3 package's part checksum, computed as it read the part: checked by the server."""
+    own = b"x-amz-checksum-crc32c"
+    headers = [(own, crc_header_value("crc32c", CALLERS)), *sized(CALLERS)]
+    async with verifying() as (verifier, server, request):
+        for payload in ("signed", "unsigned", "streaming"):
+            response = s3(request, payload=payload, checksum="crc64nvme")(
+                b"PUT", server.url("/b/k"), headers=headers, body=streamed(CALLERS)
+            )
+            assert await answer(response) == (b"200", b"")
+            assert [v for n, v in verifier.last.headers if n == own] == [headers[0][1]]
+            assert verifier.last.trailers == []
+            assert "x-amz-checksum-crc32c" in verifier.last.signed_names()

@@ -72,6 +72,7 @@ async def send(
         "s3",
         region,
         payload="streaming",
+        checksum=None,  # the documented example has no trailer
         chunk_bytes=chunk_bytes,
         clock=lambda: DATE,
     )
@@ -196,10 +197,19 @@ async def test_a_clock_in_another_zone_signs_the_same_instant() -> None:
     assert recorder.last.header(b"x-amz-date") == b"20130524T000000Z"
 
 
-async def test_a_body_that_is_not_a_factory_is_refused_before_hashing() -> None:
-    request = signed(Recorder(), static_credentials(KEY_ID, SECRET), "s3", "us-east-1")
-    with pytest.raises(lowhaio.HttpInvalidRequestError, match="factory"):
-        await request(b"PUT", URL, body=b"abc")  # type: ignore[arg-type]
+@pytest.mark.parametrize("payload", ["signed", "unsigned", "streaming"])
+async def test_a_body_that_is_not_a_factory_is_refused_before_hashing(payload: str) -> None:
+    recorder = Recorder()
+    request = signed(
+        recorder,
+        static_credentials(KEY_ID, SECRET),
+        "s3",
+        "us-east-1",
+        payload=payload,  # type: ignore[arg-type]
+    )
+    with pytest.raises(lowhaio.HttpInvalidRequestError, match=r"factory.*not bytes"):
+        await request(b"PUT", URL, headers=[(b"content-length", b"3")], body=b"abc")  # type: ignore[arg-type]
+    assert recorder.calls == []
 
 
 def test_aws_chunked_length_default_chunk_size() -> None:
@@ -229,6 +239,7 @@ async def test_the_encoded_body_factory_can_be_replayed() -> None:
         "s3",
         "us-east-1",
         payload="streaming",
+        checksum=None,
         clock=lambda: DATE,
     )
     await request(
@@ -253,6 +264,7 @@ async def test_body_args_and_kwargs_reach_the_callers_factory() -> None:
         "s3",
         "us-east-1",
         payload="streaming",
+        checksum=None,
         clock=lambda: DATE,
     )
     await request(

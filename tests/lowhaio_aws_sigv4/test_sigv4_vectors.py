@@ -18,6 +18,7 @@ from sigv4_fakes import Recorder, authorization_parts
 
 from lowhaio import streamed, target_of
 from lowhaio_aws_sigv4 import (
+    S3_SERVICES,
     Credentials,
     canonical_request,
     presigned_url,
@@ -39,20 +40,17 @@ S3_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 S3_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 S3_DATE = datetime(2013, 5, 24, tzinfo=UTC)
 
-# The cases of the generic suite that the signer reproduces exactly: .creq, .sts and .authz.
-# Cases of the suite NOT used, and why:
-# - normalize-path/get-relative, get-relative-relative, get-slash, get-slash-dot-slash,
-#   get-slash-pointless-dot, get-slashes: the generic suite normalises the path ("/example/.."
-#   and "//" sign as "/"); S3 must not (a key may hold "//" or ".."), and this signer signs the
-#   path exactly as sent. test_s3_paths_are_not_normalised checks that rule instead.
-# - post-sts-token/post-sts-header-after: the session token is added after signing, unsigned;
-#   this signer always signs x-amz-security-token (S3 wants every x-amz-* header signed).
-#   post-sts-header-before, where the token is signed, is used.
-# - Double encoding: the suite encodes paths twice, S3 once. No case used here has a "%" in its
-#   path, so once and twice give the same canonical URI; the suite has no case where they differ
-#   but the normalisation ones above.
-# get-header-value-multiline is used for its signature only: its value has obs-fold line breaks,
-# which the core refuses to send (test_sigv4_server.py checks that refusal leaks nothing).
+# All 34 cases of the generic suite, reproduced with service "service", signed by the generic
+# rules: the path normalised ("/example/.." and "//" sign as "/"), and the path as sent encoded
+# again. Notes on some of them:
+# - get-space and get-utf8: their request lines hold a raw space and raw UTF-8, which cannot go
+#   on the wire as they are; the core sends them percent-encoded ("/example%20space/"), and that
+#   path, encoded again, is what is signed ("/example%2520space/"): RAW_PATHS below.
+# - get-header-value-multiline: its value has obs-fold line breaks, which the core refuses to
+#   send (test_sigv4_server.py checks that refusal leaks nothing): signed, never sent.
+# - post-sts-token/post-sts-header-after: the token is added to the request after signing,
+#   unsigned, as some services want; this signer always signs x-amz-security-token (S3 wants
+#   every x-amz-* header signed). The case's request holds no token, and is signed as it is.
 GENERIC_CASES = [
     "get-header-key-duplicate",
     "get-header-value-multiline",
@@ -70,11 +68,18 @@ GENERIC_CASES = [
     "get-vanilla-query-unreserved",
     "get-vanilla-utf8-query",
     "get-vanilla-with-session-token",
+    "normalize-path/get-relative",
+    "normalize-path/get-relative-relative",
+    "normalize-path/get-slash",
+    "normalize-path/get-slash-dot-slash",
+    "normalize-path/get-slash-pointless-dot",
+    "normalize-path/get-slashes",
     "normalize-path/get-space",
     "normalize-path/get-special-character",
     "post-header-key-case",
     "post-header-key-sort",
     "post-header-value-case",
+    "post-sts-token/post-sts-header-after",
     "post-sts-token/post-sts-header-before",
     "post-vanilla",
     "post-vanilla-empty-query-value",
@@ -82,6 +87,11 @@ GENERIC_CASES = [
     "post-x-www-form-urlencoded",
     "post-x-www-form-urlencoded-parameters",
 ]
+# The path each of those cases signs, where its .creq has another: the path sent, encoded again.
+RAW_PATHS = {
+    "normalize-path/get-space": b"/example%2520space/",
+    "get-utf8": b"/%25E1%2588%25B4",
+}
 # get-vanilla-with-session-token's token is only in the suite's .sreq (not copied), not its .req.
 SESSION_TOKENS = {
     "get-vanilla-with-session-token": "6e86291e8372ff2a2260956d9b8aae1d"
@@ -144,15 +154,28 @@ async def test_generic_suite_case_is_reproduced(case: str) -> None:
         assert sent.header(b"x-amz-security-token") == token.encode()
 
     signed_headers = (*sent.headers[:-1], (b"host", host))
-    creq = canonical_request(
-        method, sent_target, signed_headers, hashlib.sha256(body).hexdigest().encode()
-    )
-    assert creq == files["creq"]
+    payload_hash = hashlib.sha256(body).hexdigest().encode()
+    creq = canonical_request(method, sent_target, signed_headers, payload_hash, "service")
+    expected_creq = files["creq"]
+    if case in RAW_PATHS:
+        lines = expected_creq.split(b"\n")
+        assert sent_target == lines[1]  # the path the .creq signs is the one sent
+        expected_creq = b"\n".join((lines[0], RAW_PATHS[case], *lines[2:]))
+    assert creq == expected_creq
     credential_scope = "20150830/us-east-1/service/aws4_request"
-    assert string_to_sign(SUITE_DATE, credential_scope, creq) == files["sts"]
+    sts = string_to_sign(SUITE_DATE, credential_scope, creq)
+    expected_sts = files["sts"]
+    if case in RAW_PATHS:
+        expected_sts = b"\n".join(
+            (*expected_sts.split(b"\n")[:3], hashlib.sha256(expected_creq).hexdigest().encode())
+        )
+    assert sts == expected_sts
     key = signing_key(SUITE_SECRET, SUITE_DATE, "us-east-1", "service")
     expected = authorization_parts((folder / f"{folder.name}.authz").read_text())
-    assert hmac.new(key, files["sts"], hashlib.sha256).hexdigest() == expected["Signature"]
+    if case in RAW_PATHS:
+        expected["Signature"] = hmac.new(key, sts, hashlib.sha256).hexdigest()
+    else:
+        assert hmac.new(key, files["sts"], hashlib.sha256).hexdigest() == expected["Signature"]
     assert sent.authorization() == expected
 
 
@@ -168,13 +191,37 @@ async def test_generic_suite_case_is_reproduced(case: str) -> None:
         "/my-object//example//photo.user",
     ],
 )
-def test_s3_paths_are_not_normalised(path: str) -> None:
+@pytest.mark.parametrize("service", sorted(S3_SERVICES))
+def test_s3_paths_are_not_normalised(path: str, service: str) -> None:
     """What the generic suite's normalize-path cases sign as "/" or "/example/", S3 signs as
     sent: "you do not normalize URI paths for requests to Amazon S3"."""
     _, target = target_of("https://examplebucket.s3.amazonaws.com" + path)
     assert target == path.encode()
-    creq = canonical_request(b"GET", target, (), b"UNSIGNED-PAYLOAD")
+    creq = canonical_request(b"GET", target, (), b"UNSIGNED-PAYLOAD", service)
     assert creq.split(b"\n")[1] == path.encode()
+
+
+@pytest.mark.parametrize(
+    ("path", "s3", "other"),
+    [
+        ("/a%2Fb/c%7ed", b"/a%2Fb/c~d", b"/a%252Fb/c%257ed"),
+        ("/example space/ключ", b"/example%20space/%D0%BA%D0%BB%D1%8E%D1%87", None),
+        ("/100%25/$x/", b"/100%25/%24x/", b"/100%2525/%24x/"),
+        ("/a/./b/../../c//d/", b"/a/./b/../../c//d/", b"/c/d/"),
+        ("/..", b"/..", b"/"),
+        ("", b"/", b"/"),
+    ],
+)
+def test_s3_encodes_the_path_once_and_other_services_twice(
+    path: str, s3: bytes, other: bytes | None
+) -> None:
+    """S3 decodes each segment and encodes it once; every other service normalises the path as
+    sent (already percent-encoded once) and encodes it again, so that "%" becomes "%25"."""
+    _, target = target_of("https://example.amazonaws.com" + path)
+    assert canonical_request(b"GET", target, (), b"", "s3").split(b"\n")[1] == s3
+    sent = target.partition(b"?")[0]
+    expected = other if other is not None else sent.replace(b"%", b"%25")
+    assert canonical_request(b"GET", target, (), b"", "execute-api").split(b"\n")[1] == expected
 
 
 @pytest.mark.parametrize(
@@ -221,7 +268,12 @@ async def test_s3_documentation_example(case: dict[str, Any], query_in: str) -> 
     body = case["body"].encode()
     recorder = Recorder()
     request = signed(
-        recorder, static_credentials(S3_KEY_ID, S3_SECRET), "s3", "us-east-1", clock=lambda: S3_DATE
+        recorder,
+        static_credentials(S3_KEY_ID, S3_SECRET),
+        "s3",
+        "us-east-1",
+        checksum=None,  # the documentation's examples send none
+        clock=lambda: S3_DATE,
     )
 
     await request(case["method"].encode(), url, params, headers, streamed(body))
@@ -368,3 +420,74 @@ def test_presigned_url_refuses_the_credentials_callable_that_signed_takes() -> N
     for wrong in (static_credentials(S3_KEY_ID, S3_SECRET), (S3_KEY_ID, S3_SECRET)):
         with pytest.raises(TypeError, match=r"takes Credentials.*await credentials\(\)"):
             presigned_url(wrong, b"GET", url, "s3", "us-east-1")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("expires", [1, 3600, 604800])
+def test_presigned_url_lives_up_to_seven_days(expires: int) -> None:
+    url = _presign(
+        Credentials(S3_KEY_ID, S3_SECRET), "https://b.s3.amazonaws.com/k", expires=expires
+    )
+    assert dict(parse_qsl(urlsplit(url).query))["X-Amz-Expires"] == str(expires)
+
+
+@pytest.mark.parametrize(
+    ("expires", "error"),
+    [
+        (0, ValueError),
+        (-1, ValueError),
+        (604801, ValueError),
+        (10**7, ValueError),
+        (True, TypeError),
+        (60.0, TypeError),
+        ("60", TypeError),
+    ],
+)
+def test_presigned_url_refuses_a_life_s3_would_refuse(expires: Any, error: type[Exception]) -> None:
+    """S3 refuses X-Amz-Expires over 604800 (SeaweedFS: 400): refused here, with the limit."""
+    with pytest.raises(error, match="expires must be"):
+        _presign(Credentials(S3_KEY_ID, S3_SECRET), "https://b.s3.amazonaws.com/k", expires=expires)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:pa55word@b.s3.amazonaws.com/k",
+        "https://user@b.s3.amazonaws.com/k",
+        "https://:pa55word@b.s3.amazonaws.com:8443/k",
+    ],
+)
+def test_presigned_url_refuses_userinfo(url: str) -> None:
+    """Whoever is handed the URL would be handed the credentials in it too."""
+    with pytest.raises(ValueError, match=r"userinfo \(user:password@\)") as raised:
+        _presign(Credentials(S3_KEY_ID, S3_SECRET), url)
+    assert "pa55word" not in str(raised.value)
+
+
+def test_presigned_url_of_another_service_signs_by_its_rule() -> None:
+    """Another service than S3: the path normalised and encoded twice in the canonical request,
+    sent as it was given."""
+    date = S3_DATE
+    url = presigned_url(
+        Credentials(S3_KEY_ID, S3_SECRET),
+        b"GET",
+        "https://abc.execute-api.eu-west-2.amazonaws.com/prod/./a b/../x%2Fy",
+        "execute-api",
+        "eu-west-2",
+        clock=lambda: date,
+    )
+    host, target = target_of(url)
+    path, _, query = target.partition(b"?")
+    assert path == b"/prod/./a%20b/../x%2Fy"
+    pairs = [item for item in query.split(b"&") if not item.startswith(b"X-Amz-Signature=")]
+    creq = canonical_request(
+        b"GET",
+        path + b"?" + b"&".join(pairs),
+        ((b"host", host),),
+        b"UNSIGNED-PAYLOAD",
+        "execute-api",
+    )
+    assert creq.split(b"\n")[1] == b"/prod/x%252Fy"
+    key = signing_key(S3_SECRET, date, "eu-west-2", "execute-api")
+    scope = "20130524/eu-west-2/execute-api/aws4_request"
+    signature = hmac.new(key, string_to_sign(date, scope, creq), hashlib.sha256).hexdigest()
+    assert dict(parse_qsl(query.decode()))["X-Amz-Signature"] == signature

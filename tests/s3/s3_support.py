@@ -120,3 +120,50 @@ def tampering_chunk_signature(request: Request, index: int | None) -> Request:
         return await request(method, url, params, headers, in_pieces(encoded))
 
     return tampering_request
+
+
+def replacing_in_body(request: Request, old: bytes, new: bytes) -> Request:
+    """A wrapper to put between the signer and the real `request`: it replaces the first `old`
+    in the body it sends (encoded already: aws-chunked, trailers and all) with `new`, of the
+    same length, as a man in the middle would."""
+    assert len(old) == len(new)
+
+    async def replacing_request(
+        method: bytes,
+        url: str,
+        params: lowhaio.Params = (),
+        headers: RequestHeaders = (),
+        body: BodyFactory = lowhaio.empty_body,
+        body_args: tuple[Any, ...] = (),
+        body_kwargs: Mapping[str, Any] = _NO_KWARGS,
+    ) -> Response:
+        encoded = b"".join([bytes(chunk) async for chunk in body(*body_args, **body_kwargs)])
+        assert old in encoded
+        return await request(method, url, params, headers, in_pieces(encoded.replace(old, new, 1)))
+
+    return replacing_request
+
+
+def adding_headers(request: Request, *added: tuple[bytes, bytes]) -> Request:
+    """A wrapper to put between the signer and the real `request`: it sends `added` before the
+    signer's headers, as a signer that let a caller's own through beside its own would."""
+
+    async def adding_request(
+        method: bytes,
+        url: str,
+        params: lowhaio.Params = (),
+        headers: RequestHeaders = (),
+        *rest: Any,
+    ) -> Response:
+        return await request(method, url, params, (*added, *headers), *rest)
+
+    return adding_request
+
+
+def checksum_mode(*headers: tuple[bytes, bytes]) -> tuple[tuple[bytes, bytes], ...]:
+    """A GET's headers asking S3 for the object's checksum."""
+    return ((b"x-amz-checksum-mode", b"ENABLED"), *headers)
+
+
+def amz_checksums(headers: lowhaio.Headers) -> dict[bytes, bytes]:
+    return {name: value for name, value in headers if name.startswith(b"x-amz-checksum-")}

@@ -27,7 +27,13 @@ DISCARD_LIMIT_BYTES = 64 * 1024
 
 async def discard(body: AsyncIterable[bytes], limit: int = DISCARD_LIMIT_BYTES) -> None:
     """Drop a response body: read it to its end if that takes at most `limit` bytes (so its
-    connection can be reused), else close it (`aclose()`, which closes the connection)."""
+    connection can be reused), else close it (`aclose()`, which closes the connection).
+
+    A body that yields what it makes of another (`lowhaio_decompress` decodes one) names that
+    one in `wrapped`: the innermost is read instead, as it came, so that nothing is decoded only
+    to be dropped and `limit` counts the bytes received."""
+    while (wrapped := getattr(body, "wrapped", None)) is not None:
+        body = wrapped
     iterator = aiter(body)
     async for chunk in iterator:
         limit -= len(chunk)
