@@ -1,4 +1,4 @@
-"""`download` and `open_download`: an S3 object read by ranges in parallel, handed out in order.
+"""`download`, `open_download` and `download_file`: an S3 object read by ranges in parallel.
 
 Strategy: the first range's answer (or a HEAD, to verify a checksum) gives the object's size
 and ETag; every other range is asked with `If-Match: <etag>`, so that an object replaced
@@ -8,6 +8,9 @@ most `concurrency` ranges are fetched, waiting or being handed out at once, so m
 most concurrency x range_size bytes. The caller's task hands out the ranges in order, the
 first to fail stops the download, and leaving it (an error, a break, a cancellation) cancels
 every range still being fetched.
+
+`download_file` needs no order: each range is written at its offset as it comes (`os.pwrite`),
+so that no range is held, into a temporary file that replaces the target once it is whole.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ async def download(
 ) -> Downloaded:
     """Read `key` from the bucket at `bucket_url` through `request`, by ranges fetched in
     parallel, and give its bytes to `sink` in order: `sink(chunk)` is called with each chunk,
-    and awaited if it returns an awaitable (an async function, or `file.write`).
+    and awaited if it returns an awaitable: an async function, or a plain one (`file.write`).
 
     See `open_download` for the settings. The bytes go to the sink as they come, so when an
     error is raised (the object changed, a range failed, the checksum does not match), what

@@ -1,4 +1,4 @@
-"""`upload`: a body into an S3 object, in one PutObject or in parts sent concurrently.
+"""`upload` and `upload_file`: an S3 object in one PutObject or in parts sent concurrently.
 
 Strategy: the caller's body is read once, in order, in the caller's task, into part-sized
 buffers; each full buffer goes to a task of an `asyncio.TaskGroup` that lives for the call and
@@ -8,6 +8,9 @@ the buffers, (concurrency + 1) x part_size bytes, are all the memory a transfer 
 failure or cancellation cancels the parts in flight and aborts the upload (AbortMultipartUpload,
 then ListParts to see that no part remains, again if one does), in a task of its own that a
 second cancellation does not stop, bounded by `abort_timeout`.
+
+`upload_file` holds no buffer: a part is read from the file at its offset (`os.pread`) each time
+it is sent, and once before to checksum it.
 """
 
 from __future__ import annotations
