@@ -438,7 +438,7 @@ def Pool(
         origin, proxy, key = prepared.target.origin, prepared.proxy, prepared.key
         if proxy is None:
             conn = await open_to(origin, origin, key, addresses, loop, tls=origin.scheme)
-            return await checked_alpn(conn, origin)
+            return checked_alpn(conn)
         try:
             conn = await open_to(proxy, origin, key, addresses, loop, tls=proxy.scheme)
         except HttpError as exc:
@@ -497,7 +497,9 @@ def Pool(
                     sock.setblocking(False)
                     address = unix_socket
                 try:
-                    factory = lambda: made(loop, origin, sock, address, key, via)  # noqa: E731
+                    factory = lambda: Connection(  # noqa: E731
+                        loop, origin, sock, address, read_buffer_bytes, state.idle_event, key, via
+                    )
                     if unix_socket is None:
                         _, conn = await loop.create_connection(
                             factory, sock=sock, ssl=tls_context, server_hostname=hostname
@@ -514,18 +516,6 @@ def Pool(
             raise translated(exc, False, via or str(where)) from exc
         return conn
 
-    def made(
-        loop: asyncio.AbstractEventLoop,
-        origin: Origin,
-        sock: socket.socket,
-        address: str,
-        key: Origin | Route,
-        via: str | None,
-    ) -> Connection:
-        return Connection(
-            loop, origin, sock, address, read_buffer_bytes, state.idle_event, key, via
-        )
-
     async def tls_to_origin(conn: Connection, origin: Origin) -> None:
         """TLS with the origin at the end of a proxy's tunnel; its certificate is the origin's,
         checked against the origin's name, never the proxy's."""
@@ -537,11 +527,12 @@ def Pool(
             if isinstance(exc, Exception) and not isinstance(exc, HttpError):
                 raise translated(exc, False, str(origin)) from exc
             raise
-        await checked_alpn(conn, origin)
+        checked_alpn(conn)
 
-    async def checked_alpn(conn: Connection, origin: Origin) -> Connection:
+    def checked_alpn(conn: Connection) -> Connection:
+        """`conn`, if its TLS (to the origin: over a tunnel, the inner one) chose HTTP/1.1."""
         ssl_object = conn.transport.get_extra_info("ssl_object")
-        if origin.scheme == "https" and ssl_object is not None:
+        if ssl_object is not None:
             alpn = ssl_object.selected_alpn_protocol()
             if alpn not in (None, "http/1.1"):
                 conn.close()
