@@ -109,7 +109,7 @@ import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 MB = 1_000_000
 MiB = 1 << 20
@@ -148,6 +148,7 @@ class Responses:
     chunked_head: bytes
     chunk_block: bytes  # many encoded 16 KiB chunks, written repeatedly
     chunk_tail: bytes  # the last, shorter chunk and the last-chunk
+    chunked_total: int = 0  # another server's whole /chunked response, measured, if not ours
 
     @classmethod
     def build(cls, size: int) -> Responses:
@@ -177,6 +178,8 @@ class Responses:
 
     @property
     def chunked_length(self) -> int:
+        if self.chunked_total:
+            return self.chunked_total
         full_chunks = self.size // CHUNK
         return len(self.chunked_head) + full_chunks * self.encoded_chunk + len(self.chunk_tail)
 
@@ -410,7 +413,8 @@ error_log {d}/error.log;
 events {{ worker_connections 1024; }}
 http {{
     access_log off;
-    client_body_temp_path {d}/body;
+    client_body_temp_path {body};
+    client_max_body_size 0;
     proxy_temp_path {d}/proxy;
     fastcgi_temp_path {d}/fastcgi;
     uwsgi_temp_path {d}/uwsgi;
@@ -426,14 +430,34 @@ http {{
         ssl_protocols TLSv1.3;
         location = /small {{ return 200 "{small}"; }}
         location = /large {{ alias {d}/large; default_type application/octet-stream; }}
+        # The same file chunked: something appended after it (nothing) leaves nginx no length,
+        # and each 16 KiB buffer read from the file goes out as one chunk.
+        location = /chunked {{
+            alias {d}/large;
+            default_type application/octet-stream;
+            sendfile off;
+            output_buffers 1 16k;
+            addition_types *;
+            add_after_body /nothing;
+        }}
+        location = /nothing {{ internal; return 200 ""; }}
+        # An upload read whole before the answer: `return` alone answers at once and discards
+        # the body (aiohttp then stops sending: 15 GB/s of nothing). Mirroring with the body
+        # makes nginx read it first (into a file on tmpfs); PUT on a file is then refused with
+        # 405, which is turned into the 200 "ok" that our server sends.
+        location = /upload {{
+            mirror /mirrored;
+            mirror_request_body on;
+            error_page 405 =200 @ok;
+        }}
+        location = /mirrored {{ internal; return 204; }}
+        location @ok {{ return 200 "ok"; }}
+        location = /gzip {{ alias {d}/gzip; gzip_static always; default_type text/plain; }}
     }}
 }}
 """
-# What nginx (Debian's nginx-light, no module of its own) cannot serve as this benchmark asks: a
-# chunked body of a file (S4); an upload read before the answer (S5: `return` answers first and
-# discards the body, and aiohttp then stops sending: 15 GB/s of nothing); a tunnel to itself
-# (S7); S8's gzip-coded body.
-NGINX_SKIPS = {"S4", "S5", "S7", "S8"}
+# What nginx cannot do as this benchmark asks: a tunnel to itself (S7).
+NGINX_SKIPS = {"S7"}
 
 
 def find_nginx() -> str | None:
@@ -448,13 +472,17 @@ def nginx(size: int, cpu: int | None) -> Iterator[tuple[subprocess.Popen[bytes],
     certificates) on two free ports of 127.0.0.1: /small and /large (a file)."""
     binary = find_nginx()
     assert binary is not None
-    with tempfile.TemporaryDirectory() as folder:
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # uploads go to memory, not disk
+    with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryDirectory(dir=shm) as body:
         Path(folder, "large").write_bytes(b"x" * size)
+        Path(folder, "gzip.gz").write_bytes(gzip_body(size))
         with listening_socket() as a, listening_socket() as b:  # free ports, let go for nginx
             plain, tls = a.getsockname()[1], b.getsockname()[1]
         conf = Path(folder, "nginx.conf")
         small = "x" * SMALL_BODY
-        conf.write_text(NGINX_CONF.format(d=folder, plain=plain, tls=tls, certs=CERTS, small=small))
+        conf.write_text(
+            NGINX_CONF.format(d=folder, body=body, plain=plain, tls=tls, certs=CERTS, small=small)
+        )
         process = subprocess.Popen(
             [binary, "-c", str(conf), "-p", folder, "-e", f"{folder}/error.log"],
             stdout=subprocess.DEVNULL,
@@ -480,26 +508,40 @@ def nginx(size: int, cpu: int | None) -> Iterator[tuple[subprocess.Popen[bytes],
 
 
 def nginx_responses(size: int, plain: int) -> Responses:
-    """Our responses, but with nginx's heads (their lengths are what raw waits for)."""
-    ours = Responses.build(size)
+    """Our responses, but with nginx's heads, and the length of its chunked body (these
+    lengths are what raw waits for)."""
 
-    def fetch(request: bytes) -> bytes:
+    def fetch(request: bytes) -> tuple[bytes, int]:
+        """The head of nginx's response and the whole response's length (its body read, to
+        the last chunk if chunked)."""
         with socket.create_connection(("127.0.0.1", plain)) as sock:
             sock.sendall(request)
-            data = b""
+            data = bytearray()
             while b"\r\n\r\n" not in data:
                 data += sock.recv(65536)
-            head = data[: data.index(b"\r\n\r\n") + 4]
+            head = bytes(data[: data.index(b"\r\n\r\n") + 4])
+            if b"transfer-encoding: chunked" in head.lower():
+                while not data.endswith(b"\r\n0\r\n\r\n"):  # its 16 KiB chunks are all x
+                    data += sock.recv(1 << 20)
+                return head, len(data)
             length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-            while len(data) < len(head) + min(length, 1 << 20):
-                data += sock.recv(65536)
-            return head + data[len(head) : len(head) + min(length, 1 << 20)]
+            received = len(data)
+            while received < len(head) + length:
+                received += len(sock.recv(1 << 20))
+            return head, len(head) + length
 
     host = b"host: 127.0.0.1\r\n"
-    small = fetch(b"GET /small HTTP/1.1\r\n" + host + b"\r\n")
-    large = fetch(b"GET /large HTTP/1.1\r\n" + host + b"\r\n")
-    large_head = large[: large.index(b"\r\n\r\n") + 4]
-    return dataclasses.replace(ours, small=small, large_head=large_head)
+    small_head, _ = fetch(b"GET /small HTTP/1.1\r\n" + host + b"\r\n")
+    large_head, _ = fetch(b"GET /large HTTP/1.1\r\n" + host + b"\r\n")
+    _, chunked_total = fetch(b"GET /chunked HTTP/1.1\r\n" + host + b"\r\n")
+    upload_head, _ = fetch(b"PUT /upload HTTP/1.1\r\n" + host + b"content-length: 1\r\n\r\nx")
+    return dataclasses.replace(
+        Responses.build(size),
+        small=small_head + b"x" * SMALL_BODY,
+        upload=upload_head + b"ok",
+        large_head=large_head,
+        chunked_total=chunked_total,
+    )
 
 
 def listening_socket() -> socket.socket:
@@ -1017,7 +1059,27 @@ CLIENTS: dict[str, type[Client]] = {
 # Running and reporting ---------------------------------------------------------------------
 
 
-Row = tuple[str, str, str, list[float]]  # scenario, metric, client, one value per round
+class Row(NamedTuple):
+    scenario: str  # its title, with the server and loop in brackets if not ours or the only one
+    metric: str
+    client: str
+    values: list[float]  # one per round
+    key: str  # S1 .. S8
+    where: str  # the server ("ours" or "nginx") and the loop
+
+
+# lowhaio's targets, as ratios to raw's median in the same run: (metric, at least).
+TARGETS = {
+    "S1": ("req/s", 0.70),
+    "S2": ("req/s", 0.50),
+    "S3": ("MB/s", 0.90),
+    "S4": ("MB/s", 0.80),
+    "S5": ("MB/s", 0.90),
+    "S6a": ("req/s", 0.80),
+    "S6b": ("MB/s", 0.95),
+}
+RSS_ALLOWANCE = 8.0  # MB over raw's peak RSS while streaming (S3, S5)
+S3_CPU = 0.3  # CPU s/GB at most in S3
 
 
 def loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -1138,16 +1200,19 @@ def run_all(
     rounds: int,
     duration: float,
     loop: str,
+    where: str,
+    label: str,
 ) -> tuple[list[Row], list[str], list[str]]:
     """The table's rows; for each scenario, how busy the rest of the machine was; failures.
-    A client that fails (or hangs) in a scenario is left out of that scenario's later rounds."""
+    A client that fails (or hangs) in a scenario is left out of that scenario's later rounds.
+    `where` names the server and loop; `label`, if any, is added to the titles."""
     rows: list[Row] = []
     loads, failures = [], []
     bases, responses, meter = target.bases, target.responses, target.meter
     with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
         for scenario in chosen:
-            if target.name:
-                scenario = dataclasses.replace(scenario, title=f"{scenario.title} [{target.name}]")
+            if label:
+                scenario = dataclasses.replace(scenario, title=f"{scenario.title} [{label}]")
             print(f"{scenario.title}: ", end="", flush=True)
             base = bases[1] if scenario.tls else bases[0]
             proxy = bases[2] if scenario.proxied else None
@@ -1176,16 +1241,17 @@ def run_all(
                 print(".", end="", flush=True)
             load = meter.other_load()
             if load is not None:
-                loads.append(f"{scenario.key}{' ' + target.name if target.name else ''} {load:.2f}")
+                loads.append(f"{scenario.key}{' ' + label if label else ''} {load:.2f}")
                 print(f" other processes: {load:.2f} CPU", end="")
             print()
             metrics = dict.fromkeys(metric for result in results.values() for metric in result)
             for metric in metrics or ["-"]:
                 for client in clients:
                     values = results[client.name].get(metric, [])
-                    rows.append((scenario.title, metric, client.name, values))
-            where = f"{scenario.key}{' ' + target.name if target.name else ''}"
-            failures += [f"{where} {name} failed: {why}" for name, why in failed.items()]
+                    row = Row(scenario.title, metric, client.name, values, scenario.key, where)
+                    rows.append(row)
+            at = f"{scenario.key}{' ' + label if label else ''}"
+            failures += [f"{at} {name} failed: {why}" for name, why in failed.items()]
     return rows, loads, failures
 
 
@@ -1194,7 +1260,7 @@ def slowdowns(rows: list[Row]) -> list[str]:
     the machine itself ran slower for a while, which /proc/stat does not show (a neighbour on
     the same physical core, a lower clock)."""
     notes = []
-    for scenario, metric, client, values in rows:
+    for scenario, metric, client, values, *_ in rows:
         if client == "raw" and metric == "CPU s/GB" and values and max(values) > 1.3 * min(values):
             notes.append(
                 f"{scenario.split()[0]}: raw's CPU s/GB varied {max(values) / min(values):.1f}x "
@@ -1209,9 +1275,9 @@ def fmt(value: float) -> str:
 
 
 def table(rows: list[Row]) -> list[list[str]]:
-    medians = {(s, m, c): statistics.median(values) for s, m, c, values in rows if values}
+    medians = {(s, m, c): statistics.median(values) for s, m, c, values, *_ in rows if values}
     lines = [["scenario", "metric", "client", "median", "vs raw", "range (min-max)"]]
-    for scenario, metric, client, values in rows:
+    for scenario, metric, client, values, *_ in rows:
         if not values:
             lines.append([scenario, metric, client, "failed", "-", "-"])
             continue
@@ -1242,8 +1308,54 @@ def text_table(lines: list[list[str]]) -> str:
     return "\n".join(out)
 
 
+def target_table(rows: list[Row]) -> list[list[str]]:
+    """lowhaio against its targets: a line per target, a column per server and loop; "missed"
+    where it falls short. Empty if no scenario with a target ran."""
+    medians = {
+        (row.key, row.where, row.metric, row.client): statistics.median(row.values)
+        for row in rows
+        if row.values
+    }
+    wheres = list(dict.fromkeys(row.where for row in rows))
+    checks: list[tuple[str, str, str, Callable[[float, float], tuple[str, bool]]]] = []
+    for key, (metric, least) in TARGETS.items():
+
+        def ratio(m: float, r: float, least: float = least) -> tuple[str, bool]:
+            return f"{m / r:.2f}", m >= least * r
+
+        checks.append((f"{key} {metric} >= {least:.2f} x raw", key, metric, ratio))
+    checks.append(
+        (f"S3 CPU s/GB <= {S3_CPU}", "S3", "CPU s/GB", lambda m, r: (f"{m:.3f}", m <= S3_CPU))
+    )
+    for key in ("S3", "S5"):
+        checks.append(
+            (
+                f"{key} {PEAK_RSS} <= raw + {RSS_ALLOWANCE:g}",
+                key,
+                PEAK_RSS,
+                lambda m, r: (f"{m - r:+.1f}", m - r <= RSS_ALLOWANCE),
+            )
+        )
+    lines = [["lowhaio's target", *wheres]]
+    for title, key, metric, judge in checks:
+        cells = []
+        for where in wheres:
+            ours, raw = (medians.get((key, where, metric, c)) for c in ("lowhaio", "raw"))
+            if ours is None or raw is None:
+                cells.append("-")
+                continue
+            text, met = judge(ours, raw)
+            cells.append(text if met else f"{text} missed")
+        if any(cell != "-" for cell in cells):
+            lines.append([title, *cells])
+    return lines if len(lines) > 1 else []
+
+
 def markdown_table(lines: list[list[str]]) -> str:
-    out = ["| " + " | ".join(lines[0]) + " |", "|---|---|---|--:|--:|---|"]
+    align = (
+        "|---|---|---|--:|--:|---|" if lines[0][0] == "scenario" else "|---" * len(lines[0]) + "|"
+    )
+    out = ["| " + " | ".join(lines[0]) + " |", align]
     out += ["| " + " | ".join(line) + " |" for line in lines[1:]]
     return "\n".join(out)
 
@@ -1262,7 +1374,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller, shorter, fewer rounds")
     parser.add_argument("--rounds", type=int, help="rounds per scenario (default 5, quick 3)")
-    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument(
+        "--loop", choices=("both", "asyncio", "uvloop"), default="both", help="the clients' loop"
+    )
     parser.add_argument("--only", help="scenarios to run, e.g. S1,S6 (S6 is S6a and S6b)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results/latest.md")
     parser.add_argument(
@@ -1318,9 +1432,10 @@ def main() -> int:
         )
         nginx_found = find_nginx() if args.nginx else None
         servers = "uvloop" + (" and nginx (1 process, TLS 1.3)" if nginx_found else "")
+        loops = ["asyncio", "uvloop"] if args.loop == "both" else [args.loop]
         header = [
-            f"Python {platform.python_version()}, client loop: {args.loop}, servers: {servers}, "
-            f"{', '.join(versions)}",
+            f"Python {platform.python_version()}, client loop: {' and '.join(loops)}, servers: "
+            f"{servers}, {', '.join(versions)}",
             f"{os.cpu_count()} CPUs, {pinning}",
             f"{rounds} rounds per scenario; in each, every client runs S1/S2/S6a/S7 for "
             f"{duration:g} s and repeats S3-S5/S6b/S8's {size // MB} MB transfers for at least "
@@ -1331,19 +1446,24 @@ def main() -> int:
                 "nginx not found: its rows are left out (on Debian: apt-get install nginx-light)"
             )
         print("\n".join(header), flush=True)
-        ours = Target("", bases, Responses.build(size), LoadMeter(server.pid or 0))
-        rows, loads, failures = run_all(classes, ours, chosen, rounds, duration, args.loop)
+        targets = [Target("", bases, Responses.build(size), LoadMeter(server.pid or 0))]
         on_nginx = [scenario for scenario in chosen if scenario.key not in NGINX_SKIPS]
-        if nginx_found and on_nginx:
-            with nginx(size, server_cpu) as (process, plain, tls):
-                target = Target(
-                    "nginx",
-                    (f"http://127.0.0.1:{plain}", f"https://127.0.0.1:{tls}"),
-                    nginx_responses(size, plain),
-                    LoadMeter(process.pid),
-                )
-                more = run_all(classes, target, on_nginx, rounds, duration, args.loop)
-            rows, loads, failures = rows + more[0], loads + more[1], failures + more[2]
+        with contextlib.ExitStack() as stack:
+            if nginx_found and on_nginx:
+                process, plain, tls = stack.enter_context(nginx(size, server_cpu))
+                urls = (f"http://127.0.0.1:{plain}", f"https://127.0.0.1:{tls}")
+                meter = LoadMeter(process.pid)
+                targets.append(Target("nginx", urls, nginx_responses(size, plain), meter))
+            rows: list[Row] = []
+            loads: list[str] = []
+            failures: list[str] = []
+            for loop in loops:
+                for target in targets:
+                    label = ", ".join(filter(None, [target.name, loop if len(loops) > 1 else ""]))
+                    where = f"{target.name or 'ours'}, {loop}"
+                    on = on_nginx if target.name else chosen
+                    more = run_all(classes, target, on, rounds, duration, loop, where, label)
+                    rows, loads, failures = rows + more[0], loads + more[1], failures + more[2]
     finally:
         server.terminate()
         server.join(5)
@@ -1357,14 +1477,17 @@ def main() -> int:
             f"machine; above ~0.1, re-run): {', '.join(loads)}"
         )
     notes += slowdowns(rows) + failures
-    lines = table(rows)
+    lines, goals = table(rows), target_table(rows)
     print()
     print(text_table(lines))
+    if goals:
+        print("", text_table(goals), sep="\n")
     print("", *notes[len(header) :], sep="\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     command = " ".join(["python", "bench/bench.py", *sys.argv[1:]])
     listed = "\n".join(f"- {note}" for note in notes)
-    args.out.write_text(f"# `{command}`\n\n{listed}\n\n{markdown_table(lines)}\n")
+    goals_text = f"{markdown_table(goals)}\n\n" if goals else ""
+    args.out.write_text(f"# `{command}`\n\n{listed}\n\n{goals_text}{markdown_table(lines)}\n")
     print(f"\nwritten to {args.out} ({time.perf_counter() - began:.0f} s in all)")
     return 1 if failures else 0
 
