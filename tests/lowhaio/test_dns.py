@@ -236,15 +236,14 @@ async def test_an_idle_connection_is_reused_only_while_its_address_is_in_the_ans
         recorder = Recorder()
         url = f"http://{HOST}:{first.port}/"
         async with pool(get_dns_resolver=resolver, plugins=(recorder,)) as request:
-            dns.set(HOST, a=("127.0.0.1", "127.0.0.2"))
+            # A TTL of 0: every request asks again, and sees each change at once.
+            dns.set(HOST, a=("127.0.0.1", "127.0.0.2"), ttl=0)
             await get(request, url)
 
-            dns.set(HOST, a=("127.0.0.2", "127.0.0.1"))  # reordered, still listed
-            await resolver.clear_cache()
+            dns.set(HOST, a=("127.0.0.2", "127.0.0.1"), ttl=0)  # reordered, still listed
             await get(request, url)
 
-            dns.set(HOST, a=("127.0.0.2",))
-            await resolver.clear_cache()
+            dns.set(HOST, a=("127.0.0.2",), ttl=0)
             await get(request, url)
             await get(request, url)
 
@@ -628,6 +627,95 @@ async def test_remembered_lacks_of_records_stay_bounded() -> None:
             with pytest.raises(lowhaio.HttpConnectionError):
                 await request(b"GET", f"http://kept.test:{port}/")
         assert dns.queries == []  # A from the resolver's cache, the lack of AAAA remembered
+
+
+class CountingResolver:
+    """A `get_dns_resolver` whose `resolve` answers `answer` for A (nothing for AAAA) and
+    records each call: what the pool asks of its resolver, beyond what DNS sees."""
+
+    def __init__(self, answer: Callable[[], Any] | None = None) -> None:
+        self.asked: list[tuple[str, TYPES]] = []
+        self.answer = answer
+
+    def __call__(self) -> Any:
+        async def resolve(name: str, qtype: TYPES) -> tuple[Any, ...]:
+            self.asked.append((name, qtype))
+            if qtype == TYPES.AAAA or self.answer is None:
+                raise aiodnsresolver.DnsRecordDoesNotExist()
+            return (self.answer(),)
+
+        async def clear() -> None:
+            pass
+
+        return resolve, clear
+
+
+@pytest.mark.parametrize(
+    ("address", "asked"),
+    [
+        # aiodnsresolver's mark for /etc/hosts, read once with the resolver: kept for good.
+        pytest.param(lambda: aiodnsresolver.IPv4AddressExpiresAt("127.0.0.1", 0), 1, id="hosts"),
+        pytest.param(
+            lambda: aiodnsresolver.IPv4AddressExpiresAt(
+                "127.0.0.1", asyncio.get_running_loop().time() + 30
+            ),
+            1,
+            id="ttl",
+        ),
+        pytest.param(lambda: ipaddress.IPv4Address("127.0.0.1"), 3, id="no-expiry"),
+    ],
+)
+async def test_an_answer_is_kept_until_its_first_address_expires(
+    address: Callable[[], Any], asked: int
+) -> None:
+    # Asking aiodnsresolver for an answer it has cached costs about 50 us a request.
+    resolver = CountingResolver(address)
+    async with serve(ok_forever) as server:
+        async with pool(get_dns_resolver=resolver) as request:
+            for _ in range(3):
+                assert await get(request, f"http://{HOST}:{server.port}/") == b"ok"
+        assert server.connections == 1
+    assert resolver.asked == [(HOST, TYPES.AAAA), (HOST, TYPES.A)] * asked
+
+
+async def test_answers_kept_stay_bounded() -> None:
+    # Past 1024 hosts, the expired answers are forgotten, and then the oldest.
+    async with dns_server() as dns:
+        port = unused_port()
+        asked: list[tuple[str, TYPES]] = []
+        scripted_resolver = ScriptedResolver(dns)
+
+        def get_dns_resolver() -> Any:
+            resolve, clear = scripted_resolver()
+
+            async def counted(name: str, qtype: TYPES) -> Any:
+                asked.append((name, qtype))
+                return await resolve(name, qtype)
+
+            return counted, clear
+
+        names = [f"n{number}.test" for number in range(1023)]
+        for name in names:
+            dns.set(name, a=("127.0.0.1",), ttl=30)
+        for name in ("short.test", "new.test", "newer.test"):
+            dns.set(name, a=("127.0.0.1",), ttl=1 if name == "short.test" else 30)
+
+        async def refused(name: str) -> None:
+            with pytest.raises(lowhaio.HttpConnectionError):
+                await request(b"GET", f"http://{name}:{port}/")
+
+        async with pool(get_dns_resolver=get_dns_resolver) as request:
+            for name in ["short.test", *names]:  # 1024 answers kept
+                await refused(name)
+            await asyncio.sleep(1.1)
+            await refused("new.test")  # short.test's, expired, is forgotten
+            await refused("newer.test")  # none expired: n0.test's, the oldest, is forgotten
+            asked.clear()
+            await refused("n1.test")
+            await refused("n0.test")
+        # n0.test's A answer is asked again (from the resolver's cache: no query), its lack
+        # of AAAA still remembered; n1.test's answer was kept.
+        assert asked == [("n0.test", TYPES.A)]
 
 
 # The search list and ndots of resolv.conf ----------------------------------------------------
