@@ -38,6 +38,8 @@ from lowhaio._http11 import (
     response_framing,
 )
 
+from lowhaio import _http11
+
 # Helpers -------------------------------------------------------------------------------------
 
 
@@ -688,6 +690,26 @@ def test_parse_head_takes_a_lone_lf_as_a_line_ending(data: bytes, fields: Header
 def test_parse_head_refuses_a_bare_cr(data: bytes) -> None:
     with pytest.raises(HttpProtocolError):
         parse_head(data, 100)
+
+
+def test_known_lines_parse_as_before_and_stay_bounded() -> None:
+    # Status and field lines already parsed are looked up rather than parsed again: a head
+    # parses the same the second time, a known line beside a refused one is still refused,
+    # past 512 lines of each the known ones are forgotten, and lines over 256 bytes are never
+    # kept.
+    fields = ((b"server", b"x"), (b"x-id", b"1"))
+    for _ in range(2):
+        assert head(b"HTTP/1.1 200 OK", b"Server: x ", b"X-Id:1") == (1, 200, b"200", fields)
+    assert head(b"HTTP/1.1 200 OK", b"Server: x ", b"X-Id: 2").headers[1] == (b"x-id", b"2")
+    with pytest.raises(HttpProtocolError):
+        head(b"HTTP/1.1 200 OK", b"Server: x ", b"no colon")
+    long = b"X-Long: " + b"a" * 300
+    for number in range(600):
+        parsed = head(b"HTTP/1.1 200 R%d" % number, b"X-N: %d" % number, long)
+        assert parsed == (1, 200, b"200", ((b"x-n", b"%d" % number), (b"x-long", b"a" * 300)))
+    assert 0 < len(_http11._known_statuses) <= 512
+    assert 0 < len(_http11._known_fields) <= 512
+    assert long not in _http11._known_fields
 
 
 # parse_head ----------------------------------------------------------------------------------

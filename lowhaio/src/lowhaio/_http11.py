@@ -18,8 +18,8 @@ import base64
 import functools
 import ipaddress
 import re
-from collections.abc import Iterable
-from typing import NamedTuple
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import quote, urlsplit
 
 from ._exceptions import (
@@ -32,6 +32,7 @@ from ._exceptions import (
 )
 
 Headers = tuple[tuple[bytes, bytes], ...]
+_T = TypeVar("_T")
 
 # RFC 9110 5.6.2: a token, the syntax of methods and field names.
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
@@ -47,12 +48,26 @@ _digits = re.compile(rb"[0-9]{1,18}")
 _status_line = re.compile(rb"HTTP/1\.([01]) ([1-5][0-9][0-9])(?: [\t\x20-\x7e\x80-\xff]*)?")
 # RFC 9112 5: field-line = field-name ":" OWS field-value OWS, with no whitespace before ":".
 _field_line = re.compile(rb"(" + _TOKEN + rb"):[ \t]*([\t\x20-\x7e\x80-\xff]*?)[ \t]*")
-# The common case, a head of plain field-lines (no obs-fold), checked whole and split in C:
-# each field-line preceded by its CRLF, its value taken up to the next CR.
-_plain_head = re.compile(
-    _status_line.pattern + rb"(?:\r\n" + _TOKEN + rb":[\t\x20-\x7e\x80-\xff]*)*"
-)
-_field_line_after_crlf = re.compile(rb"\r\n(" + _TOKEN + rb"):[ \t]*([\t\x20-\x7e\x80-\xff]*)")
+# Status and field lines already parsed: a server sends the same ones again and again (the
+# status line, server, content-type, connection...; only some, like date, change), and looking
+# one up costs a tenth of a regular expression's pass over it. Bounded: short lines only, each
+# dictionary emptied when full. What a line parses to depends on its bytes alone, so what is
+# kept is never stale.
+_known_statuses: dict[bytes, tuple[int, int, bytes]] = {}
+_known_fields: dict[bytes, tuple[bytes, bytes]] = {}
+_KNOWN_LINES = 512
+_KNOWN_LINE_BYTES = 256
+
+
+def _known(known: dict[bytes, _T], line: bytes, parsed: _T) -> _T:
+    """Keep what `line` parsed to, if it is short enough to keep."""
+    if len(line) <= _KNOWN_LINE_BYTES:
+        if len(known) >= _KNOWN_LINES:
+            known.clear()
+        known[line] = parsed
+    return parsed
+
+
 # RFC 9112 7.1: chunk-size [ chunk-ext ] CRLF, chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS
 # value ] ). 16 hex digits is a size of up to 16 EiB: more is refused, not wrapped.
 _chunk_line = re.compile(
@@ -257,6 +272,8 @@ _REQUEST_FRAMING_FIELDS = frozenset(
 
 # Methods that define a meaning for enclosed content (RFC 9110 9.3.3, 9.3.4; RFC 5789).
 _CONTENT_METHODS = frozenset((b"POST", b"PUT", b"PATCH"))
+# The usual methods, known to be tokens: a set lookup rather than a regular expression's match.
+_METHODS = frozenset((b"GET", b"HEAD", b"DELETE", b"OPTIONS", *_CONTENT_METHODS))
 
 
 def request_head(
@@ -270,7 +287,7 @@ def request_head(
     """Serialise and validate a request head. `host` is added unless the caller gives one;
     `content-length: 0` too, for a POST, PUT or PATCH that has no `body` and no framing of its
     own (RFC 9110 8.6: a user agent SHOULD send it; some servers answer 411 without it)."""
-    if type(method) is not bytes or not _token.fullmatch(method):
+    if type(method) is not bytes or (method not in _METHODS and not _token.fullmatch(method)):
         raise HttpInvalidRequestError(f"method must be a token as bytes: {method!r}")
     lines = [method, b" ", target, b" HTTP/1.1\r\n"]
     length = None
@@ -356,20 +373,26 @@ class ResponseHead(NamedTuple):
     headers: Headers
 
 
+# A NamedTuple's own constructor is a function in Python: made this way, one made per response
+# costs a third less.
+_new_head: Callable[[tuple[int, int, bytes, Headers]], ResponseHead] = functools.partial(
+    tuple.__new__, ResponseHead
+)
+
+
 def parse_head(head: bytes, max_headers: int) -> ResponseHead:
     """Parse a complete response head, given without its final CRLF CRLF."""
-    plain = _plain_head.fullmatch(head)
-    if plain is not None:
-        fields = _field_line_after_crlf.findall(head)
-        if len(fields) > max_headers:
-            raise HttpTooManyHeaders(f"response has more than {max_headers} header lines")
-        code = plain[2]
-        return ResponseHead(
-            int(plain[1]),
-            int(code),
-            code,
-            tuple([(name.lower(), value.rstrip(b" \t")) for name, value in fields]),
-        )
+    # The common case: CRLF line endings, no obs-fold, and no more lines than allowed. Each
+    # line is looked up first (in C, all at once), and only those not known are parsed.
+    lines = head.split(b"\r\n")
+    status = _known_statuses.get(lines[0])
+    if status is None and (match := _status_line.fullmatch(lines[0])):
+        status = _known(_known_statuses, lines[0], (int(match[1]), int(match[2]), match[2]))
+    if status is not None and len(lines) - 1 <= max_headers:
+        del lines[0]
+        fields: list[Any] = list(map(_known_fields.get, lines))  # None: not known
+        if None not in fields or _parse_fields_not_known(lines, fields):
+            return _new_head((*status, tuple(fields)))
     # Anything else (bare LF line endings, obs-fold, or an error to name precisely) line by
     # line.
     lines = _line_ending.split(head)
@@ -380,6 +403,18 @@ def parse_head(head: bytes, max_headers: int) -> ResponseHead:
         raise HttpTooManyHeaders(f"response has more than {max_headers} header lines")
     code = status_line[2]
     return ResponseHead(int(status_line[1]), int(code), code, tuple(_parse_fields(lines[1:])))
+
+
+def _parse_fields_not_known(lines: list[bytes], fields: list[Any]) -> bool:
+    """Fill in the fields that were not known, parsing their lines; False if one is not a
+    plain field line (a bare LF, obs-fold, or an error)."""
+    for at, field in enumerate(fields):
+        if field is None:
+            match = _field_line.fullmatch(lines[at])  # no CR, LF or other control byte in it
+            if match is None:
+                return False
+            fields[at] = _known(_known_fields, lines[at], (match[1].lower(), match[2]))
+    return True
 
 
 def _parse_fields(lines: list[bytes]) -> list[tuple[bytes, bytes]]:
@@ -421,6 +456,21 @@ class ResponseFraming(NamedTuple):
     keep_alive_timeout: float | None  # the server's `Keep-Alive: timeout=`, if any
 
 
+_new_framing: Callable[[tuple[int | None, bool, bool, float | None]], ResponseFraming] = (
+    functools.partial(tuple.__new__, ResponseFraming)  # as `_new_head`
+)
+
+
+# The fields that response_framing looks into, and the usual values of `connection`, as
+# `_list_tokens` reads them.
+_RESPONSE_FRAMING_FIELDS = frozenset(
+    (b"content-length", b"transfer-encoding", b"connection", b"keep-alive")
+)
+_CONNECTION_TOKENS = {
+    value: (value.lower(),) for value in (b"keep-alive", b"Keep-Alive", b"close", b"Close")
+}
+
+
 def response_framing(head: ResponseHead, request_method: bytes) -> ResponseFraming:
     """Decide the framing of a final (non-1xx) response to a request with `request_method`."""
     length = None
@@ -428,6 +478,8 @@ def response_framing(head: ResponseHead, request_method: bytes) -> ResponseFrami
     connection: list[bytes] = []
     timeout = None
     for name, value in head.headers:
+        if name not in _RESPONSE_FRAMING_FIELDS:
+            continue
         if name == b"content-length":
             if length is None and _digits.fullmatch(value):
                 length = int(value)
@@ -443,8 +495,8 @@ def response_framing(head: ResponseHead, request_method: bytes) -> ResponseFrami
         elif name == b"transfer-encoding":
             codings = (codings or []) + _list_tokens(value)
         elif name == b"connection":
-            connection += _list_tokens(value)
-        elif name == b"keep-alive":
+            connection += _CONNECTION_TOKENS.get(value) or _list_tokens(value)
+        else:
             found = _keep_alive_timeout.search(value.lower())
             if found:
                 timeout = float(found[1])
@@ -461,13 +513,13 @@ def response_framing(head: ResponseHead, request_method: bytes) -> ResponseFrami
         if codings != [b"chunked"]:
             raise HttpProtocolError(f"transfer-encoding is not supported: {codings!r}")
     if request_method == b"HEAD" or head.status in (204, 304):
-        return ResponseFraming(0, False, keep_alive, timeout)
+        return _new_framing((0, False, keep_alive, timeout))
     if codings is not None:
-        return ResponseFraming(None, True, keep_alive, timeout)
+        return _new_framing((None, True, keep_alive, timeout))
     if length is not None:
-        return ResponseFraming(length, False, keep_alive, timeout)
+        return _new_framing((length, False, keep_alive, timeout))
     # RFC 9112 6.3 rule 8: the body runs until the server closes the connection.
-    return ResponseFraming(None, False, False, timeout)
+    return _new_framing((None, False, False, timeout))
 
 
 # Reading a response --------------------------------------------------------------------------
