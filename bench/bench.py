@@ -1,16 +1,19 @@
 """Side-by-side benchmark: lowhaio, aiohttp (and httpx, if installed) against a raw asyncio client.
 
-    python bench/bench.py [--quick] [--rounds N] [--loop asyncio|uvloop] [--only S1,S6] [--out F]
-                          [--no-nginx]
+    python bench/bench.py [--quick] [--rounds N] [--loop both|asyncio|uvloop] [--only S1,S6]
+                          [--out F] [--no-nginx]
 
 A local HTTP/1.1 server runs in its own process (uvloop, a plain `asyncio.Protocol`, precomputed
 responses, no HTTP library) on 127.0.0.1 and two ephemeral ports: plain HTTP, and TLS with the
 test certificates in tests/certs (the clients verify them against tests/certs/ca.pem). Every
 client is measured in the same run against the same server. Then, if nginx is installed (found
-on PATH or as /usr/sbin/nginx; Debian's `nginx-light` will do), the scenarios it can serve run
-again against nginx: one process pinned as ours is, TLS 1.3, `return 200` for /small and a file
-for /large; those rows are marked [nginx] (`--no-nginx` leaves them out). Users talk to nginx,
-not to our server: a gain that shows only on ours is not a gain.
+on PATH or as /usr/sbin/nginx; Debian's `nginx-light` will do), every scenario but S7 runs
+again against nginx: one process pinned as ours is, TLS 1.3, `return 200` for /small, a file
+for /large, the same file chunked, an upload read whole before the answer, and a gzip file
+(see NGINX_CONF); those rows are marked [nginx] (`--no-nginx` leaves them out). Users talk to
+nginx, not to our server: a gain that shows only on ours is not a gain. The clients run on
+asyncio's loop and then on uvloop's (`--loop` picks one), and a last table sets lowhaio against
+its targets (TARGETS) per server and loop.
 
 - raw: the practical asyncio limit. A `BufferedProtocol` that writes precomputed request bytes
   and counts response bytes into a preallocated buffer, knowing the response length in advance.
