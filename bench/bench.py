@@ -470,15 +470,19 @@ def find_nginx() -> str | None:
 
 
 @contextlib.contextmanager
-def nginx(size: int, cpu: int | None) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
+def nginx(
+    size: int, cpu: int | None, gzip: bool
+) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
     """nginx, one process pinned to `cpu`, serving plain HTTP and TLS (1.3, the test
-    certificates) on two free ports of 127.0.0.1: /small and /large (a file)."""
+    certificates) on two free ports of 127.0.0.1: /small, /large (a file), /chunked, /upload
+    and, if `gzip` (S8 runs: compressing its file takes seconds), /gzip."""
     binary = find_nginx()
     assert binary is not None
     shm = "/dev/shm" if os.path.isdir("/dev/shm") else None  # uploads go to memory, not disk
     with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryDirectory(dir=shm) as body:
         Path(folder, "large").write_bytes(b"x" * size)
-        Path(folder, "gzip.gz").write_bytes(gzip_body(size))
+        if gzip:
+            Path(folder, "gzip.gz").write_bytes(gzip_body(size))
         with listening_socket() as a, listening_socket() as b:  # free ports, let go for nginx
             plain, tls = a.getsockname()[1], b.getsockname()[1]
         conf = Path(folder, "nginx.conf")
@@ -1453,7 +1457,9 @@ def main() -> int:
         on_nginx = [scenario for scenario in chosen if scenario.key not in NGINX_SKIPS]
         with contextlib.ExitStack() as stack:
             if nginx_found and on_nginx:
-                process, plain, tls = stack.enter_context(nginx(size, server_cpu))
+                process, plain, tls = stack.enter_context(
+                    nginx(size, server_cpu, gzip=any(s.key == "S8" for s in on_nginx))
+                )
                 urls = (f"http://127.0.0.1:{plain}", f"https://127.0.0.1:{tls}")
                 meter = LoadMeter(process.pid)
                 targets.append(Target("nginx", urls, nginx_responses(size, plain), meter))
